@@ -1,0 +1,201 @@
+"""Lowered IR + memory plan -> C sources, through jinja templates.
+
+Output is deterministic: constants are emitted in op order, names come from op positions, and no
+timestamps or absolute paths are written, so identical inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from codegen import kernels
+from edgekit import __version__
+from edgekit.ir.graph import C_TYPES, Graph, Op, Tensor
+from edgekit.passes.memory import MemoryPlan
+from edgekit.resources import resource_dir
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# C headers from csrc/ that generated code includes; they are copied next to the model.
+RUNTIME_HEADERS = ("edgekit_fixedpoint.h", "edgekit_runtime.h")
+
+
+@dataclass
+class Layer:
+    index: int
+    op: Op
+    fn: str
+    variant: kernels.KernelVariant
+    code: str
+    macs: int
+
+
+@dataclass
+class GeneratedModel:
+    name: str
+    files: dict[str, str]
+    layers: list[Layer]
+    consts: dict[str, str] = field(default_factory=dict)  # tensor name -> C identifier
+
+
+def c_ident(text: str) -> str:
+    out = re.sub(r"[^0-9a-zA-Z_]", "_", text)
+    out = re.sub(r"_+", "_", out).strip("_") or "x"
+    return out if not out[0].isdigit() else "_" + out
+
+
+def _c_literal(value: Any, dtype: str) -> str:
+    if dtype == "float32":
+        f = float(np.float32(value))
+        return f"{f!r}f" if np.isfinite(f) else "0.0f"
+    v = int(value)
+    if dtype == "int32" and v == -(1 << 31):
+        return "INT32_MIN"
+    return str(v)
+
+
+def _array_body(data: np.ndarray, dtype: str, per_line: int) -> str:
+    flat = data.reshape(-1)
+    if dtype == "float16":
+        flat = flat.view(np.uint16)
+    items = [_c_literal(v, dtype if dtype != "float16" else "uint16") for v in flat]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n    ".join(lines)
+
+
+class _Env:
+    def __init__(self) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, template: str, **ctx: Any) -> str:
+        return self.env.get_template(template).render(**ctx)
+
+
+def op_macs(graph: Graph, op: Op) -> int:
+    """Multiply-accumulates of one op, for reports and MACs-per-instruction figures."""
+    if op.kind == "conv2d":
+        w = graph.tensor(op.inputs[1])
+        y = graph.tensor(op.outputs[0])
+        return y.size * w.shape[1] * w.shape[2] * w.shape[3]
+    if op.kind == "depthwise_conv2d":
+        w = graph.tensor(op.inputs[1])
+        return graph.tensor(op.outputs[0]).size * w.shape[1] * w.shape[2]
+    if op.kind == "fully_connected":
+        w = graph.tensor(op.inputs[1])
+        return graph.tensor(op.outputs[0]).size * w.shape[1]
+    return 0
+
+
+def render_model(
+    graph: Graph,
+    plan: MemoryPlan,
+    families: list[str] | None = None,
+    capabilities: set[str] | None = None,
+) -> GeneratedModel:
+    """Render model.h, model.c, <name>_weights.h and harness_model.h for a lowered graph."""
+    env = _Env()
+    name = c_ident(graph.name).lower()
+    families = families or ["portable"]
+    capabilities = capabilities or set()
+
+    consts: dict[str, str] = {}
+    const_order: list[Tensor] = []
+    used: set[str] = set()
+
+    def const(tname: str, role: str, op: Op) -> str:
+        if tname not in consts:
+            ident = c_ident(f"{op.name}_{role}")
+            base, k = ident, 1
+            while ident in used:
+                k += 1
+                ident = f"{base}_{k}"
+            used.add(ident)
+            consts[tname] = ident
+            const_order.append(graph.tensor(tname))
+        return consts[tname]
+
+    def buf(tname: str) -> str:
+        t = graph.tensor(tname)
+        return f"(({C_TYPES[t.dtype]} *)(ek_arena + {plan.offsets[tname]}))"
+
+    layers: list[Layer] = []
+    for i, op in enumerate(graph.ops):
+        variant = kernels.select(graph, op, families, capabilities)
+        q = dict(op.attrs.get("q", {}))
+        c: dict[str, str] = {}
+        for role, tname in (("weights", op.inputs[1] if len(op.inputs) > 1 else ""),):
+            if tname and graph.tensor(tname).is_const and op.kind in (
+                "conv2d", "depthwise_conv2d", "fully_connected"
+            ):
+                c[role] = const(tname, role, op)
+        for role in ("bias", "multiplier", "shift"):
+            v = q.get(role)
+            if isinstance(v, str):
+                c[role] = const(v, role, op)
+        fn = f"layer_{i}_{op.kind}"
+        ins = [graph.tensor(t) if t else None for t in op.inputs]
+        outs = [graph.tensor(t) for t in op.outputs]
+        code = env.render(
+            variant.template,
+            fn=fn, op=op, q=q, c=c, ins=ins, outs=outs, x=ins[0], y=outs[0],
+            buf=buf, scratch=plan.scratch.get(op.name),
+        )
+        layers.append(Layer(i, op, fn, variant, code, op_macs(graph, op)))
+
+    def io_info(tnames: list[str]) -> list[dict[str, Any]]:
+        infos = []
+        for tname in tnames:
+            t = graph.tensor(tname)
+            s = t.quant.scalar_scale() if t.quant else 0.0
+            z = t.quant.scalar_zero_point() if t.quant else 0
+            infos.append({
+                "name": tname, "tensor": t, "ctype": C_TYPES[t.dtype], "offset": plan.offsets[tname],
+                "scale": _c_literal(s, "float32"), "zero_point": z, "shape": list(t.shape),
+                "dtype": t.dtype,
+            })
+        return infos
+
+    const_blocks = []
+    for t in const_order:
+        assert t.data is not None
+        per_line = 16 if t.dtype in ("int8", "uint8") else 8
+        const_blocks.append({
+            "ident": consts[t.name], "ctype": C_TYPES[t.dtype], "count": t.size,
+            "body": _array_body(t.data, t.dtype, per_line), "shape": list(t.shape),
+            "source": t.name,
+        })
+
+    ctx = {
+        "name": name,
+        "NAME": name.upper(),
+        "version": __version__,
+        "graph": graph,
+        "plan": plan,
+        "layers": layers,
+        "inputs": io_info(graph.inputs),
+        "outputs": io_info(graph.outputs),
+        "consts": const_blocks,
+        "total_macs": sum(layer.macs for layer in layers),
+    }
+    files = {
+        f"{name}.h": env.render("model.h.j2", **ctx),
+        f"{name}.c": env.render("model.c.j2", **ctx),
+        f"{name}_weights.h": env.render("weights.h.j2", **ctx),
+        "harness_model.h": env.render("harness_model.h.j2", **ctx),
+    }
+    csrc = resource_dir("csrc")
+    for header in RUNTIME_HEADERS:
+        files[header] = (csrc / header).read_text()
+    return GeneratedModel(name, files, layers, consts)

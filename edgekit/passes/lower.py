@@ -1,0 +1,285 @@
+"""Integer lowering: attach to every op the exact fixed-point constants its kernel needs.
+
+After this pass an op's `attrs["q"]` holds its scalar integer parameters, and per-channel arrays
+(multipliers, shifts, zero-point-folded biases) are constant tensors named in `attrs["q"]`. Codegen
+only reads these; no kernel recomputes a scale at run time, and all of them land in flash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+from edgekit.ir import fixedpoint as fp
+from edgekit.ir.graph import Graph, Op, Tensor
+
+_Lowering = Callable[[Graph, Op], dict[str, Any]]
+_LOWERINGS: dict[str, _Lowering] = {}
+
+
+def _lowering(*kinds: str) -> Callable[[_Lowering], _Lowering]:
+    def register(fn: _Lowering) -> _Lowering:
+        for k in kinds:
+            _LOWERINGS[k] = fn
+        return fn
+
+    return register
+
+
+class UnsupportedOp(ValueError):
+    """Raised by a lowering for a type/quantization combination the kernels do not implement."""
+
+
+def _io(graph: Graph, op: Op) -> tuple[Tensor, Tensor]:
+    return graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+
+
+def _need_int8(*tensors: Tensor) -> None:
+    for t in tensors:
+        if t.dtype != "int8":
+            raise UnsupportedOp(f"tensor '{t.name}' is {t.dtype}; this op is implemented for int8")
+        if t.quant is None:
+            raise UnsupportedOp(f"tensor '{t.name}' has no quantization parameters")
+
+
+def _per_tensor(t: Tensor) -> tuple[float, int]:
+    assert t.quant is not None
+    if t.quant.per_channel:
+        raise UnsupportedOp(f"activation tensor '{t.name}' is quantized per channel")
+    return t.quant.scalar_scale(), t.quant.scalar_zero_point()
+
+
+def _act_range(op: Op, out: Tensor) -> tuple[int, int]:
+    s, z = _per_tensor(out)
+    return fp.activation_range(op.attrs.get("activation", "none"), s, z, out.dtype)
+
+
+@_lowering("conv2d", "depthwise_conv2d")
+def _lower_conv(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    w = graph.tensor(op.inputs[1])
+    _need_int8(x, y, w)
+    if w.data is None:
+        raise UnsupportedOp("filter must be constant")
+    in_s, in_z = _per_tensor(x)
+    out_s, out_z = _per_tensor(y)
+    channels = y.shape[3]
+    assert w.quant is not None
+    if np.any(w.quant.zero_point != 0):
+        raise UnsupportedOp("int8 filters must be symmetric (zero point 0)")
+    if w.quant.per_channel and w.quant.scale.size != channels:
+        raise UnsupportedOp(f"filter has {w.quant.scale.size} scales for {channels} channels")
+    mult, shift = fp.conv_channel_multipliers(in_s, w.quant.scale, out_s, channels)
+    bias = _bias(graph, op, channels)
+    lo, hi = _act_range(op, y)
+    return {
+        "input_offset": -in_z,
+        "output_offset": out_z,
+        "act_min": lo,
+        "act_max": hi,
+        "bias": graph.add_const(f"{op.name}/bias", bias),
+        "multiplier": graph.add_const(f"{op.name}/multiplier", mult),
+        "shift": graph.add_const(f"{op.name}/shift", shift),
+    }
+
+
+def _bias(graph: Graph, op: Op, channels: int) -> np.ndarray:
+    if len(op.inputs) > 2 and op.inputs[2]:
+        b = graph.tensor(op.inputs[2])
+        if b.data is None or b.dtype != "int32":
+            raise UnsupportedOp("bias must be a constant int32 tensor")
+        return b.data.astype(np.int32).reshape(-1).copy()
+    return np.zeros(channels, dtype=np.int32)
+
+
+@_lowering("fully_connected")
+def _lower_fc(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    w = graph.tensor(op.inputs[1])
+    _need_int8(x, y, w)
+    if w.data is None or len(w.shape) != 2:
+        raise UnsupportedOp("weights must be a constant 2-D tensor [units, depth]")
+    units, depth = w.shape
+    if x.size % depth:
+        raise UnsupportedOp(f"input size {x.size} is not a multiple of the weight depth {depth}")
+    in_s, in_z = _per_tensor(x)
+    out_s, out_z = _per_tensor(y)
+    assert w.quant is not None
+    w_z = w.quant.zero_point.astype(np.int64)
+    if w.quant.per_channel:
+        if np.any(w_z != 0):
+            raise UnsupportedOp("per-channel weights must be symmetric")
+        mult, shift = fp.conv_channel_multipliers(in_s, w.quant.scale, out_s, units)
+        filter_offset = 0
+    else:
+        m, s = fp.fc_multiplier(in_s, w.quant.scalar_scale(), out_s)
+        mult = np.full(units, m, dtype=np.int32)
+        shift = np.full(units, s, dtype=np.int32)
+        filter_offset = -int(w_z[0])
+    # acc = sum (w + fo)(x - in_z) = sum (w + fo) x + [bias - in_z sum (w + fo)]: no padding in
+    # a dense layer, so folding the input offset into the bias is exact.
+    wsum = (w.data.astype(np.int64) + filter_offset).sum(axis=1)
+    folded = _bias(graph, op, units).astype(np.int64) - in_z * wsum
+    if np.any(np.abs(folded) >= 1 << 31):
+        raise UnsupportedOp("folded bias overflows int32")
+    lo, hi = _act_range(op, y)
+    per_channel = bool(np.any(mult != mult[0]) or np.any(shift != shift[0]))
+    return {
+        "units": units,
+        "depth": depth,
+        "batches": x.size // depth,
+        "filter_offset": filter_offset,
+        "output_offset": out_z,
+        "act_min": lo,
+        "act_max": hi,
+        "bias": graph.add_const(f"{op.name}/bias", folded.astype(np.int32)),
+        "per_channel": per_channel,
+        "multiplier": graph.add_const(f"{op.name}/multiplier", mult)
+        if per_channel
+        else int(mult[0]),
+        "shift": graph.add_const(f"{op.name}/shift", shift) if per_channel else int(shift[0]),
+    }
+
+
+@_lowering("avg_pool2d", "max_pool2d")
+def _lower_pool(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _need_int8(x, y)
+    if x.quant != y.quant:
+        raise UnsupportedOp("pooling needs the same quantization on input and output")
+    lo, hi = _act_range(op, y)
+    return {"act_min": lo, "act_max": hi}
+
+
+@_lowering("add", "sub")
+def _lower_add(graph: Graph, op: Op) -> dict[str, Any]:
+    a, y = _io(graph, op)
+    b = graph.tensor(op.inputs[1])
+    _need_int8(a, b, y)
+    sa, za = _per_tensor(a)
+    sb, zb = _per_tensor(b)
+    so, zo = _per_tensor(y)
+    q: dict[str, Any] = fp.add_params(sa, sb, so)
+    lo, hi = _act_range(op, y)
+    q.update(input1_offset=-za, input2_offset=-zb, output_offset=zo, act_min=lo, act_max=hi)
+    q["broadcast"] = _broadcast_strides(a.shape, b.shape, y.shape)
+    return q
+
+
+@_lowering("mul")
+def _lower_mul(graph: Graph, op: Op) -> dict[str, Any]:
+    a, y = _io(graph, op)
+    b = graph.tensor(op.inputs[1])
+    _need_int8(a, b, y)
+    sa, za = _per_tensor(a)
+    sb, zb = _per_tensor(b)
+    so, zo = _per_tensor(y)
+    m, s = fp.mul_params(sa, sb, so)
+    lo, hi = _act_range(op, y)
+    return {
+        "input1_offset": -za, "input2_offset": -zb, "output_offset": zo,
+        "output_multiplier": m, "output_shift": s, "act_min": lo, "act_max": hi,
+        "broadcast": _broadcast_strides(a.shape, b.shape, y.shape),
+    }
+
+
+def _broadcast_strides(
+    a: tuple[int, ...], b: tuple[int, ...], y: tuple[int, ...]
+) -> dict[str, Any] | None:
+    """None when no broadcasting is needed, else 4-D output dims and per-input element strides."""
+    if a == b == y:
+        return None
+    rank = 4
+    if len(y) > rank:
+        raise UnsupportedOp("broadcasting is implemented for up to 4 dimensions")
+
+    def pad(s: tuple[int, ...]) -> list[int]:
+        return [1] * (rank - len(s)) + list(s)
+
+    ya, aa, bb = pad(y), pad(a), pad(b)
+
+    def strides(s: list[int]) -> list[int]:
+        st, acc = [0] * rank, 1
+        for i in reversed(range(rank)):
+            st[i] = 0 if s[i] == 1 and ya[i] != 1 else acc
+            acc *= s[i]
+        return st
+
+    for s in (aa, bb):
+        if any(d not in (1, yd) for d, yd in zip(s, ya, strict=True)):
+            raise UnsupportedOp(f"shapes {list(a)} and {list(b)} do not broadcast")
+    return {"dims": ya, "stride1": strides(aa), "stride2": strides(bb)}
+
+
+@_lowering("reshape")
+def _lower_reshape(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    if x.size != y.size or x.dtype != y.dtype:
+        raise UnsupportedOp("reshape changes the element count or type")
+    return {}
+
+
+@_lowering("softmax")
+def _lower_softmax(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _need_int8(x, y)
+    s_in, _ = _per_tensor(x)
+    s_out, z_out = _per_tensor(y)
+    if z_out != -128 or not np.isclose(s_out, 1.0 / 256, rtol=0, atol=1e-8 * 256):
+        raise UnsupportedOp("int8 softmax output must have scale 1/256 and zero point -128")
+    mult, shift, diff_min = fp.softmax_params(op.attrs.get("beta", 1.0), s_in)
+    depth = x.shape[-1]
+    return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min,
+            "depth": depth, "rows": x.size // depth}
+
+
+@_lowering("relu", "relu6", "quantize")
+def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    if op.kind == "quantize" and x.dtype == "float32":
+        _need_int8(y)
+        s, z = _per_tensor(y)
+        return {"mode": "from_float", "scale": float(np.float32(s)), "zero_point": z}
+    _need_int8(x, y)
+    s_in, z_in = _per_tensor(x)
+    s_out, z_out = _per_tensor(y)
+    m, sh = fp.requantize_params(s_in, s_out)
+    act = {"relu": "relu", "relu6": "relu6"}.get(op.kind, "none")
+    lo, hi = fp.activation_range(act, s_out, z_out, y.dtype)
+    return {"mode": "requant", "input_zero_point": z_in, "output_offset": z_out,
+            "multiplier": m, "shift": sh, "act_min": lo, "act_max": hi}
+
+
+@_lowering("dequantize")
+def _lower_dequantize(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _need_int8(x)
+    if y.dtype != "float32":
+        raise UnsupportedOp("DEQUANTIZE is implemented to float32")
+    s, z = _per_tensor(x)
+    return {"scale": float(np.float32(s)), "zero_point": z}
+
+
+def lower(graph: Graph, where: str = "") -> Graph:
+    """Attach integer parameters to every op; one error lists every op that cannot be lowered."""
+    problems: list[str] = []
+    for idx, op in enumerate(graph.ops):
+        fn = _LOWERINGS.get(op.kind)
+        if fn is None:
+            problems.append(f"  #{idx} {op.name}: no kernel for '{op.kind}' yet")
+            continue
+        try:
+            op.attrs["q"] = fn(graph, op)
+        except UnsupportedOp as exc:
+            problems.append(f"  #{idx} {op.name}: {exc}")
+    if problems:
+        raise EdgekitError(
+            f"{len(problems)} operator(s) cannot be compiled:\n" + "\n".join(problems),
+            where or graph.name,
+            "see docs/ops.md for the supported operators and types",
+        )
+    graph.meta["lowered"] = True
+    return graph

@@ -1,0 +1,128 @@
+"""The one way through the toolchain: model file -> IR -> passes -> generated C.
+
+CLI commands, runners and tests all call these functions, so every path compiles a model the
+same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codegen.render import GeneratedModel, render_model
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+from edgekit.frontends.tflite import read_tflite
+from edgekit.ir import serialize
+from edgekit.ir.graph import Graph
+from edgekit.passes.lower import lower
+from edgekit.passes.memory import MemoryPlan, plan_memory
+
+# Marker file that says a folder was written by edgekit and may be replaced by it.
+MARKER = ".edgekit-output"
+
+
+@dataclass
+class Compiled:
+    graph: Graph  # lowered
+    plan: MemoryPlan
+    generated: GeneratedModel
+    target: str
+    source_sha256: str
+
+
+def model_name(path: Path) -> str:
+    stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem.lower()).strip("_")
+    if not stem or stem[0].isdigit():
+        stem = "m_" + stem
+    return stem
+
+
+def load_model(path: str | Path, name: str | None = None) -> tuple[Graph, str]:
+    """Read a .tflite or .ekir file into an IR graph; returns the graph and the file's sha256."""
+    p = Path(path)
+    if not p.is_file():
+        raise EdgekitError("model file not found", str(p), "check the path")
+    data = p.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if data[:4] == serialize.MAGIC:
+        graph = serialize.loads(data, str(p))
+        if name:
+            graph.name = name
+    elif data[4:8] == b"TFL3" or p.suffix == ".tflite":
+        graph = read_tflite(data, str(p), name or model_name(p))
+    elif p.suffix == ".onnx":
+        raise EdgekitError(
+            "ONNX import is not implemented yet", str(p),
+            "convert the model to an int8 .tflite for now (ONNX import is tracked in its own issue)",
+        )
+    else:
+        raise EdgekitError(
+            "unrecognised model format", str(p), "edgekit reads .tflite and .ekir files"
+        )
+    graph.meta.setdefault("source_sha256", digest)
+    return graph, digest
+
+
+def _target_kernels(target: str) -> tuple[list[str], set[str]]:
+    from edgekit.targets import load_target
+
+    t = load_target(target)
+    return list(t.kernels), set(t.capabilities)
+
+
+def compile_graph(graph: Graph, target: str = "host", where: str = "") -> Compiled:
+    """Lower (if needed), plan memory and render C for `target`. The input graph is not changed."""
+    g = copy.deepcopy(graph)
+    if not g.meta.get("lowered"):
+        lower(g, where)
+    plan = plan_memory(g)
+    families, caps = _target_kernels(target)
+    generated = render_model(g, plan, families, caps)
+    return Compiled(g, plan, generated, target, str(g.meta.get("source_sha256", "")))
+
+
+def compile_file(path: str | Path, target: str = "host", name: str | None = None) -> Compiled:
+    graph, _ = load_model(path, name)
+    return compile_graph(graph, target, str(path))
+
+
+def write_output(
+    compiled: Compiled, out_dir: str | Path, report: dict[str, Any], force: bool = False
+) -> Path:
+    """Write sources, model.ekir and report.json into out_dir, all or nothing.
+
+    Files go to a temporary sibling folder that is renamed into place, so a failure never leaves
+    a half-written output. An existing folder is replaced only if edgekit wrote it (or with force).
+    """
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise EdgekitError("output path exists and is not a folder", str(out))
+        if not (out / MARKER).exists() and any(out.iterdir()) and not force:
+            raise EdgekitError(
+                "output folder exists and was not written by edgekit", str(out),
+                "choose another -o folder, or pass --force to replace it",
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for fname, text in sorted(compiled.generated.files.items()):
+            (tmp / fname).write_text(text)
+        serialize.save(compiled.graph, tmp / "model.ekir")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        (tmp / MARKER).write_text(f"edgekit {__version__}\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
