@@ -136,8 +136,10 @@ def render_model(
         q = dict(op.attrs.get("q", {}))
         c: dict[str, str] = {}
         for role, tname in (("weights", op.inputs[1] if len(op.inputs) > 1 else ""),):
-            if tname and graph.tensor(tname).is_const and op.kind in (
-                "conv2d", "depthwise_conv2d", "fully_connected"
+            if (
+                tname
+                and graph.tensor(tname).is_const
+                and op.kind in ("conv2d", "depthwise_conv2d", "fully_connected")
             ):
                 c[role] = const(tname, role, op)
         for role in ("bias", "multiplier", "shift"):
@@ -149,8 +151,16 @@ def render_model(
         outs = [graph.tensor(t) for t in op.outputs]
         code = env.render(
             variant.template,
-            fn=fn, op=op, q=q, c=c, ins=ins, outs=outs, x=ins[0], y=outs[0],
-            buf=buf, scratch=plan.scratch.get(op.name),
+            fn=fn,
+            op=op,
+            q=q,
+            c=c,
+            ins=ins,
+            outs=outs,
+            x=ins[0],
+            y=outs[0],
+            buf=buf,
+            scratch=plan.scratch.get(op.name),
         )
         layers.append(Layer(i, op, fn, variant, code, op_macs(graph, op)))
 
@@ -160,22 +170,34 @@ def render_model(
             t = graph.tensor(tname)
             s = t.quant.scalar_scale() if t.quant else 0.0
             z = t.quant.scalar_zero_point() if t.quant else 0
-            infos.append({
-                "name": tname, "tensor": t, "ctype": C_TYPES[t.dtype], "offset": plan.offsets[tname],
-                "scale": _c_literal(s, "float32"), "zero_point": z, "shape": list(t.shape),
-                "dtype": t.dtype,
-            })
+            infos.append(
+                {
+                    "name": tname,
+                    "tensor": t,
+                    "ctype": C_TYPES[t.dtype],
+                    "offset": plan.offsets[tname],
+                    "scale": _c_literal(s, "float32"),
+                    "zero_point": z,
+                    "shape": list(t.shape),
+                    "dtype": t.dtype,
+                }
+            )
         return infos
 
     const_blocks = []
     for t in const_order:
         assert t.data is not None
         per_line = 16 if t.dtype in ("int8", "uint8") else 8
-        const_blocks.append({
-            "ident": consts[t.name], "ctype": C_TYPES[t.dtype], "count": t.size,
-            "body": _array_body(t.data, t.dtype, per_line), "shape": list(t.shape),
-            "source": t.name,
-        })
+        const_blocks.append(
+            {
+                "ident": consts[t.name],
+                "ctype": C_TYPES[t.dtype],
+                "count": t.size,
+                "body": _array_body(t.data, t.dtype, per_line),
+                "shape": list(t.shape),
+                "source": t.name,
+            }
+        )
 
     ctx = {
         "name": name,

@@ -60,8 +60,9 @@ def load_model(path: str | Path, name: str | None = None) -> tuple[Graph, str]:
         graph = read_tflite(data, str(p), name or model_name(p))
     elif p.suffix == ".onnx":
         raise EdgekitError(
-            "ONNX import is not implemented yet", str(p),
-            "convert the model to an int8 .tflite for now (ONNX import is tracked in its own issue)",
+            "ONNX import is not implemented yet",
+            str(p),
+            "convert the model to an int8 .tflite for now; ONNX import is on the roadmap",
         )
     else:
         raise EdgekitError(
@@ -108,7 +109,8 @@ def write_output(
             raise EdgekitError("output path exists and is not a folder", str(out))
         if not (out / MARKER).exists() and any(out.iterdir()) and not force:
             raise EdgekitError(
-                "output folder exists and was not written by edgekit", str(out),
+                "output folder exists and was not written by edgekit",
+                str(out),
                 "choose another -o folder, or pass --force to replace it",
             )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ _PKG = Path(__file__).resolve().parent
 
 
 def resource_dir(name: str) -> Path:
-    """Return the folder `name` (csrc, targets or boards) next to the package or inside the wheel."""
+    """The folder `name` (csrc, targets, boards) beside the package, or inside the wheel."""
     for candidate in (_PKG.parent / name, _PKG / "_data" / name):
         if candidate.is_dir():
             return candidate

@@ -117,7 +117,9 @@ class _Reader:
         buffers = self.model.buffers or []
         seen: set[str] = set()
         for i, t in enumerate(self.sg.tensors or []):
-            raw_name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
+            raw_name = (
+                t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
+            )
             name = raw_name or f"tensor_{i}"
             if name in seen:
                 name = f"{name}#{i}"
@@ -157,11 +159,11 @@ class _Reader:
         if q is None or q.scale is None or len(q.scale) == 0:
             return None
         scale = np.asarray(q.scale, dtype=np.float32)
-        zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * scale.size, dtype=np.int64)
+        zp = np.asarray(
+            q.zeroPoint if q.zeroPoint is not None else [0] * scale.size, dtype=np.int64
+        )
         if zp.size != scale.size:
-            raise self.error(
-                f"tensor {i} '{name}': {scale.size} scales but {zp.size} zero points"
-            )
+            raise self.error(f"tensor {i} '{name}': {scale.size} scales but {zp.size} zero points")
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise self.error(f"tensor {i} '{name}': quantization scales must be finite and > 0")
         axis = int(q.quantizedDimension) if scale.size > 1 else None
@@ -181,7 +183,9 @@ class _Reader:
             if opname not in SUPPORTED:
                 unsupported.append(f"  #{idx} {opname}")
                 continue
-            ins = [self.names[i] if i >= 0 else "" for i in (o.inputs if o.inputs is not None else [])]
+            ins = [
+                self.names[i] if i >= 0 else "" for i in (o.inputs if o.inputs is not None else [])
+            ]
             outs = [self.names[i] for i in (o.outputs if o.outputs is not None else [])]
             for i in list(o.inputs if o.inputs is not None else []) + list(
                 o.outputs if o.outputs is not None else []
@@ -202,7 +206,9 @@ class _Reader:
             )
         inputs = [self.names[i] for i in (self.sg.inputs if self.sg.inputs is not None else [])]
         outputs = [self.names[i] for i in (self.sg.outputs if self.sg.outputs is not None else [])]
-        graph = Graph(graph_name, tensors, ops, inputs, outputs, {"source_format": "tflite"})
+        # tensor index -> IR name, so reference values keyed by TFLite index can be matched
+        meta = {"source_format": "tflite", "tflite_tensor_names": list(self.names)}
+        graph = Graph(graph_name, tensors, ops, inputs, outputs, meta)
         try:
             graph.validate()
         except ValueError as exc:
@@ -227,7 +233,9 @@ class _Reader:
             oh, pt = _padding(opt.padding, x.shape[1], fh, sh, dh)
             ow, pl = _padding(opt.padding, x.shape[2], fw, sw, dw)
             if (oh, ow) != tuple(y.shape[1:3]):
-                raise ValueError(f"output shape {list(y.shape)} does not match the computed {oh}x{ow}")
+                raise ValueError(
+                    f"output shape {list(y.shape)} does not match the computed {oh}x{ow}"
+                )
             attrs: dict[str, Any] = {
                 "stride": [sh, sw],
                 "dilation": [dh, dw],
@@ -240,7 +248,9 @@ class _Reader:
                     raise ValueError("output channels are not a multiple of input channels")
                 attrs["depth_multiplier"] = mult
             elif w.shape[3] != x.shape[3]:
-                raise ValueError("grouped convolution (filter depth != input depth) is not supported")
+                raise ValueError(
+                    "grouped convolution (filter depth != input depth) is not supported"
+                )
             return attrs
         if opname == "FULLY_CONNECTED":
             if opt is not None and opt.weightsFormat != 0:
@@ -258,7 +268,9 @@ class _Reader:
             oh, pt = _padding(opt.padding, x.shape[1], fh, sh, 1)
             ow, pl = _padding(opt.padding, x.shape[2], fw, sw, 1)
             if (oh, ow) != tuple(y.shape[1:3]):
-                raise ValueError(f"output shape {list(y.shape)} does not match the computed {oh}x{ow}")
+                raise ValueError(
+                    f"output shape {list(y.shape)} does not match the computed {oh}x{ow}"
+                )
             return {
                 "filter": [fh, fw],
                 "stride": [sh, sw],
@@ -273,15 +285,19 @@ class _Reader:
             return {"beta": float(opt.beta) if opt else 1.0}
         if opname == "CONCATENATION":
             axis = int(opt.axis)
-            return {"axis": axis + len(y.shape) if axis < 0 else axis,
-                    "activation": self._act(opt.fusedActivationFunction)}
+            return {
+                "axis": axis + len(y.shape) if axis < 0 else axis,
+                "activation": self._act(opt.fusedActivationFunction),
+            }
         if opname == "MEAN":
             axes = tensors[ins[1]].data
             if axes is None:
                 raise ValueError("MEAN axes must be constant")
             rank = len(x.shape) if x is not None else 0
-            return {"axes": sorted(int(a) % rank for a in axes.reshape(-1)),
-                    "keep_dims": bool(opt.keepDims) if opt else False}
+            return {
+                "axes": sorted(int(a) % rank for a in axes.reshape(-1)),
+                "keep_dims": bool(opt.keepDims) if opt else False,
+            }
         if opname == "PAD":
             pads = tensors[ins[1]].data
             if pads is None:
@@ -295,9 +311,11 @@ class _Reader:
                 "begin": begin.astype(int).tolist(),
                 "end": end.astype(int).tolist(),
                 "strides": strides.astype(int).tolist(),
-                "begin_mask": int(opt.beginMask), "end_mask": int(opt.endMask),
+                "begin_mask": int(opt.beginMask),
+                "end_mask": int(opt.endMask),
                 "shrink_axis_mask": int(opt.shrinkAxisMask),
-                "ellipsis_mask": int(opt.ellipsisMask), "new_axis_mask": int(opt.newAxisMask),
+                "ellipsis_mask": int(opt.ellipsisMask),
+                "new_axis_mask": int(opt.newAxisMask),
             }
         return {}
 

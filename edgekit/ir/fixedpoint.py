@@ -51,9 +51,14 @@ def conv_channel_multipliers(
 
 
 def fc_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
-    """FULLY_CONNECTED per-tensor: the input*filter product is rounded to float32 first."""
-    product = float(np.float32(input_scale) * np.float32(filter_scale))
-    return quantize_multiplier(product / float(np.float32(output_scale)))
+    """FULLY_CONNECTED per-tensor: float32 scales widened to double, multiplied in double.
+
+    (TFLite's older GetQuantizedConvolutionMultipler rounded the product to float32 first; the
+    TFLite Micro in use computes it like the per-channel conv path, and 3 of 200 AD outputs
+    differ by one LSB if the float32 product is used.)
+    """
+    real = float(np.float32(input_scale)) * float(np.float32(filter_scale))
+    return quantize_multiplier(real / float(np.float32(output_scale)))
 
 
 def activation_range(activation: str, scale: float, zero_point: int, dtype: str) -> tuple[int, int]:
@@ -78,7 +83,9 @@ def activation_range(activation: str, scale: float, zero_point: int, dtype: str)
 
 def calculate_input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
     max_rescaled = (
-        1.0 * ((1 << integer_bits) - 1) * float(1 << (total_signed_bits - integer_bits))
+        1.0
+        * ((1 << integer_bits) - 1)
+        * float(1 << (total_signed_bits - integer_bits))
         / float(1 << left_shift)
     )
     return int(math.floor(max_rescaled))

@@ -68,8 +68,13 @@ def dumps(graph: Graph) -> bytes:
             "meta": _plain(graph.meta),
             "tensors": tensors,
             "ops": [
-                {"kind": o.kind, "name": o.name, "inputs": o.inputs, "outputs": o.outputs,
-                 "attrs": _plain(o.attrs)}
+                {
+                    "kind": o.kind,
+                    "name": o.name,
+                    "inputs": o.inputs,
+                    "outputs": o.outputs,
+                    "attrs": _plain(o.attrs),
+                }
                 for o in graph.ops
             ],
         },
@@ -90,7 +95,9 @@ def loads(data: bytes, where: str = "<bytes>") -> Graph:
     if magic != MAGIC:
         raise bad("not an .ekir file (wrong magic)")
     if major != VERSION[0]:
-        raise bad(f".ekir format version {major}.{minor} is not supported (this reads {VERSION[0]}.x)")
+        raise bad(
+            f".ekir format version {major}.{minor} is not supported (this reads {VERSION[0]}.x)"
+        )
     if hlen > MAX_HEADER_BYTES or _HEADER.size + hlen > len(data):
         raise bad("header length is larger than the file")
     try:
@@ -122,8 +129,10 @@ def loads(data: bytes, where: str = "<bytes>") -> Graph:
                     raise bad(f"tensor '{e['name']}' data range is invalid")
                 arr = np.frombuffer(blob[off : off + n], dtype=DTYPES[dtype]).reshape(shape).copy()
             tensors[e["name"]] = Tensor(e["name"], shape, dtype, quant, arr)
-        ops = [Op(o["kind"], o["name"], list(o["inputs"]), list(o["outputs"]), o["attrs"])
-               for o in g["ops"]]
+        ops = [
+            Op(o["kind"], o["name"], list(o["inputs"]), list(o["outputs"]), o["attrs"])
+            for o in g["ops"]
+        ]
         graph = Graph(g["name"], tensors, ops, list(g["inputs"]), list(g["outputs"]), g["meta"])
         graph.validate()
     except EdgekitError:

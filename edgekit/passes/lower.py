@@ -180,8 +180,13 @@ def _lower_mul(graph: Graph, op: Op) -> dict[str, Any]:
     m, s = fp.mul_params(sa, sb, so)
     lo, hi = _act_range(op, y)
     return {
-        "input1_offset": -za, "input2_offset": -zb, "output_offset": zo,
-        "output_multiplier": m, "output_shift": s, "act_min": lo, "act_max": hi,
+        "input1_offset": -za,
+        "input2_offset": -zb,
+        "output_offset": zo,
+        "output_multiplier": m,
+        "output_shift": s,
+        "act_min": lo,
+        "act_max": hi,
         "broadcast": _broadcast_strides(a.shape, b.shape, y.shape),
     }
 
@@ -232,8 +237,13 @@ def _lower_softmax(graph: Graph, op: Op) -> dict[str, Any]:
         raise UnsupportedOp("int8 softmax output must have scale 1/256 and zero point -128")
     mult, shift, diff_min = fp.softmax_params(op.attrs.get("beta", 1.0), s_in)
     depth = x.shape[-1]
-    return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min,
-            "depth": depth, "rows": x.size // depth}
+    return {
+        "input_multiplier": mult,
+        "input_left_shift": shift,
+        "diff_min": diff_min,
+        "depth": depth,
+        "rows": x.size // depth,
+    }
 
 
 @_lowering("relu", "relu6", "quantize")
@@ -249,8 +259,15 @@ def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
     m, sh = fp.requantize_params(s_in, s_out)
     act = {"relu": "relu", "relu6": "relu6"}.get(op.kind, "none")
     lo, hi = fp.activation_range(act, s_out, z_out, y.dtype)
-    return {"mode": "requant", "input_zero_point": z_in, "output_offset": z_out,
-            "multiplier": m, "shift": sh, "act_min": lo, "act_max": hi}
+    return {
+        "mode": "requant",
+        "input_zero_point": z_in,
+        "output_offset": z_out,
+        "multiplier": m,
+        "shift": sh,
+        "act_min": lo,
+        "act_max": hi,
+    }
 
 
 @_lowering("dequantize")

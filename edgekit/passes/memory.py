@@ -8,6 +8,7 @@ of live bytes at any op) is reported next to the arena so the gap is visible.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,26 +123,107 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         if scratch:
             buffers[f"scratch:{op.name}"] = Buffer(f"scratch:{op.name}", _align(scratch), i, i)
 
-    order = sorted(buffers.values(), key=lambda b: (-b.size, b.start, b.name))
-    placed: list[Buffer] = []
-    for b in order:
-        live = sorted(
-            (p for p in placed if p.start <= b.end and b.start <= p.end), key=lambda p: p.offset
-        )
-        offset = 0
-        for p in live:
-            if offset + b.size <= p.offset:
-                break
-            offset = max(offset, p.offset + p.size)
-        b.offset = offset
-        placed.append(b)
+    bufs = list(buffers.values())
+    lower = max(
+        (sum(b.size for b in bufs if b.start <= i <= b.end) for i in range(n_ops + 1)), default=0
+    )
+    side_hint = _side_hints(graph, groups)
+    best: dict[str, int] | None = None
+    best_size = 0
+    for offsets_try in _strategies(bufs, lower, side_hint):
+        size = max((offsets_try[b.name] + b.size for b in bufs), default=0)
+        if best is None or size < best_size:
+            best, best_size = offsets_try, size
+        if best_size <= lower:
+            break
+    assert best is not None
+    for b in bufs:
+        b.offset = best[b.name]
+    placed = bufs
 
     arena = max((b.offset + b.size for b in placed), default=0)
-    lower = max(
-        (sum(b.size for b in placed if b.start <= i <= b.end) for i in range(n_ops + 1)), default=0
-    )
     offsets = {t: buffers[r].offset for t, r in groups.items() if r in buffers}
     scratch_map = {
         b.name.split(":", 1)[1]: (b.offset, b.size) for b in placed if b.name.startswith("scratch:")
     }
     return MemoryPlan(arena, lower, offsets, scratch_map, placed)
+
+
+def _overlaps_in_time(a: Buffer, b: Buffer) -> bool:
+    return a.start <= b.end and b.start <= a.end
+
+
+def _first_fit(order: list[Buffer]) -> dict[str, int]:
+    """Each buffer at the lowest offset clear of every time-overlapping buffer placed before."""
+    placed: list[tuple[Buffer, int]] = []
+    result: dict[str, int] = {}
+    for b in order:
+        offset = 0
+        for p, off in sorted(
+            ((p, o) for p, o in placed if _overlaps_in_time(p, b)), key=lambda po: po[1]
+        ):
+            if offset + b.size <= off:
+                break
+            offset = max(offset, off + p.size)
+        result[b.name] = offset
+        placed.append((b, offset))
+    return result
+
+
+def _two_ended(order: list[Buffer], limit: int, side_hint: dict[str, int]) -> dict[str, int] | None:
+    """Place buffers inside [0, limit), producers' outputs at the end opposite their inputs.
+
+    For a chain this alternates ends and reaches the liveness bound, which first-fit misses
+    when a large buffer is followed by two small ones.
+    """
+    placed: list[tuple[Buffer, int]] = []
+    result: dict[str, int] = {}
+    for b in order:
+        live = [(p, o) for p, o in placed if _overlaps_in_time(p, b)]
+        cands = {0, limit - b.size}
+        for p, o in live:
+            cands.add(o + p.size)
+            cands.add(o - b.size)
+        ok = sorted(
+            c
+            for c in cands
+            if c >= 0
+            and c + b.size <= limit
+            and all(c + b.size <= o or o + p.size <= c for p, o in live)
+        )
+        if not ok:
+            return None
+        result[b.name] = ok[-1] if side_hint.get(b.name, 0) else ok[0]
+        placed.append((b, result[b.name]))
+    return result
+
+
+def _side_hints(graph: Graph, groups: dict[str, str]) -> dict[str, int]:
+    """0 for bottom, 1 for top: each op's output goes to the side its first input is not on."""
+    side: dict[str, int] = {groups[t]: 0 for t in graph.inputs if t in groups}
+    for op in graph.ops:
+        src = next((groups[t] for t in op.inputs if t in groups), None)
+        for t in op.outputs:
+            r = groups.get(t)
+            if r is not None and r not in side:
+                side[r] = 1 - side.get(src, 1) if src is not None and src != r else 0
+    return side
+
+
+def _strategies(
+    bufs: list[Buffer], lower: int, side_hint: dict[str, int]
+) -> Iterator[dict[str, int]]:
+    """Candidate placements, cheapest ideas first; the planner keeps the smallest arena."""
+    yield _first_fit(sorted(bufs, key=lambda b: (-b.size, b.start, b.name)))
+    yield _first_fit(sorted(bufs, key=lambda b: (b.start, -b.size, b.name)))
+    yield _first_fit(sorted(bufs, key=lambda b: (-(b.end - b.start) * b.size, b.name)))
+    by_start = sorted(bufs, key=lambda b: (b.start, -b.size, b.name))
+    limit = lower
+    upper = sum(b.size for b in bufs)
+    while limit <= upper:
+        for hints in (side_hint, {k: 1 - v for k, v in side_hint.items()}):
+            placed = _two_ended(by_start, limit, hints)
+            if placed is not None:
+                yield placed
+                return
+        limit += max(ALIGN, lower // 64)

@@ -1,0 +1,104 @@
+"""Host benchmark of the spine: arena and flash next to TFLite Micro, generate time, speed.
+
+Host wall-clock rates are informative only (they vary with the machine); the figures that are
+compared across versions are byte counts, and, on emulated targets, executed instructions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgekit.pipeline import compile_file
+from edgekit.reference.tflm import run_tflm, tflm_arena_bytes
+from edgekit.runners.host import HostModel
+from edgekit.verify import random_inputs
+
+
+def arm_code_size(files: dict[str, str], name: str) -> dict[str, int] | None:
+    """.text/.rodata of the generated model compiled for a Cortex-M4 with -Os, if gcc is here."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    size = shutil.which("arm-none-eabi-size")
+    if not gcc or not size:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, text in files.items():
+            (Path(tmp) / fname).write_text(text)
+        obj = Path(tmp) / "model.o"
+        subprocess.run(
+            [
+                gcc,
+                "-mcpu=cortex-m4",
+                "-mthumb",
+                "-Os",
+                "-std=c99",
+                "-ffunction-sections",
+                "-c",
+                str(Path(tmp) / f"{name}.c"),
+                "-o",
+                str(obj),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run([size, "-A", str(obj)], check=True, capture_output=True, text=True)
+    sections: dict[str, int] = {"text": 0, "rodata": 0}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            if parts[0].startswith(".text"):
+                sections["text"] += int(parts[1])
+            elif parts[0].startswith(".rodata"):
+                sections["rodata"] += int(parts[1])
+    return sections
+
+
+def bench_host(model: Path, target: str, name: str | None, samples: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    compiled = compile_file(model, target, name)
+    generate_s = time.perf_counter() - t0
+    data = Path(model).read_bytes()
+    host = HostModel(compiled)
+    inputs = random_inputs(compiled.graph, samples, 0)
+    t0 = time.perf_counter()
+    for s in inputs:
+        host.run(s)
+    ours_s = (time.perf_counter() - t0) / samples
+    t0 = time.perf_counter()
+    run_tflm(data, inputs)
+    tflm_s = (time.perf_counter() - t0) / samples
+    consts = sum(compiled.graph.tensor(t).nbytes for t in compiled.generated.consts)
+    return {
+        "model": compiled.graph.name,
+        "macs": sum(layer.macs for layer in compiled.generated.layers),
+        "arena_bytes": compiled.plan.arena_bytes,
+        "arena_lower_bound_bytes": compiled.plan.lower_bound_bytes,
+        "tflm_arena_bytes": tflm_arena_bytes(data),
+        "const_bytes": consts,
+        "cortex_m4_object": arm_code_size(compiled.generated.files, compiled.generated.name),
+        "generate_seconds": round(generate_s, 3),
+        "host_inference_us": round(ours_s * 1e6, 1),
+        "tflm_host_inference_us": round(tflm_s * 1e6, 1),
+    }
+
+
+def format_bench(r: dict[str, Any]) -> str:
+    m4 = r["cortex_m4_object"]
+    lines = [
+        f"model                 {r['model']}  ({r['macs']:,} MACs)",
+        f"arena                 {r['arena_bytes']:,} B  (liveness bound "
+        f"{r['arena_lower_bound_bytes']:,} B; TFLite Micro arena {r['tflm_arena_bytes']:,} B)",
+        f"constants             {r['const_bytes']:,} B",
+    ]
+    if m4:
+        lines.append(f"Cortex-M4 object -Os  .text {m4['text']:,} B, .rodata {m4['rodata']:,} B")
+    lines += [
+        f"generate              {r['generate_seconds']:.3f} s",
+        f"host inference        {r['host_inference_us']:,.1f} us  (TFLite Micro interpreter "
+        f"{r['tflm_host_inference_us']:,.1f} us; wall clock, informative only)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,417 @@
+"""The `edgekit` command line. Each subcommand is a thin layer over edgekit.pipeline.
+
+Errors the user can act on are EdgekitError: printed as one message, exit code 2, no traceback.
+Verification mismatches exit 1. Set EDGEKIT_DEBUG=1 to see tracebacks of internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+EXAMPLES = """\
+examples:
+  edgekit demo                                             build, run and verify the built-in model
+  edgekit generate kws_ref_model.tflite -o build/kws        C sources + header + report
+  edgekit verify kws_ref_model.tflite --samples 200         compare with TFLite Micro, byte for byte
+  edgekit run kws_ref_model.tflite --input x.npy -o y.npy   a batch through the generated code
+  edgekit report kws_ref_model.tflite --json                per-layer MACs, weights, arena
+  edgekit inspect build/kws/model.ekir                      the IR, readable
+  edgekit bench kws_ref_model.tflite                        arena, flash, speed next to TFLite Micro
+
+Every command takes a .tflite model or an .ekir file written by `edgekit generate`.
+Exit codes: 0 success, 1 verification mismatch, 2 bad input or unsupported model.
+"""
+
+
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self.enabled = sys.stderr.isatty() and total > 1
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if self.enabled and (now - self.last > 0.1 or done == self.total):
+            self.last = now
+            sys.stderr.write(f"\r{self.label}: {done}/{self.total}")
+            if done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
+    p.add_argument(
+        "--target", default="host", help="target name (see `edgekit targets`); default host"
+    )
+    p.add_argument("--name", help="C identifier prefix for the generated API (default: file name)")
+
+
+def _compile(args: argparse.Namespace) -> Any:
+    from edgekit.pipeline import compile_file
+
+    return compile_file(args.model, args.target, args.name)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"target": args.target, "name": args.name}
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from edgekit.pipeline import write_output
+    from edgekit.report import build_report, format_report
+
+    t0 = time.monotonic()
+    compiled = _compile(args)
+    report = build_report(compiled, _options(args))
+    out = write_output(compiled, args.output, report, force=args.force)
+    files = sorted(compiled.generated.files)
+    if args.json:
+        print(json.dumps({"output": str(out), "files": files, "report": report}, indent=2))
+        return 0
+    print(format_report(report))
+    print(
+        f"\nwrote {len(files)} C files, model.ekir and report.json to {out}/ "
+        f"in {time.monotonic() - t0:.2f} s"
+    )
+    print(f"API: {compiled.generated.name}_run(input, output) in {out}/{compiled.generated.name}.h")
+    return 0
+
+
+def _reference_model(args: argparse.Namespace) -> bytes:
+    ref = getattr(args, "reference", None)
+    path = Path(ref) if ref else args.model
+    data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise EdgekitError(
+            "verification compares with TFLite Micro, which needs the .tflite model",
+            str(path),
+            "pass the .tflite file, or --reference model.tflite together with an .ekir file",
+        )
+    return data
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from edgekit.reference.tflm import run_tflm, tflm_all_tensors
+    from edgekit.runners.host import HostModel
+    from edgekit.verify import compare, format_result, locate_first_bad_layer, random_inputs
+
+    if args.samples < 1:
+        raise EdgekitError("--samples must be at least 1")
+    if args.target != "host" and not args.emulate:
+        raise EdgekitError(
+            f"verifying target '{args.target}' needs --emulate (run under QEMU)",
+            hint="or verify with --target host",
+        )
+    if args.emulate:
+        raise EdgekitError(
+            "emulated verification is not available in this version",
+            hint="use --target host; QEMU runs are tracked in the Cortex-M and RISC-V issues",
+        )
+    ref_model = _reference_model(args)
+    compiled = _compile(args)
+    inputs = random_inputs(compiled.graph, args.samples, args.seed)
+    model = HostModel(compiled)
+    progress = _Progress("running generated code", len(inputs))
+    ours = []
+    for k, sample in enumerate(inputs):
+        ours.append(model.run(sample))
+        progress.update(k + 1)
+    reference = run_tflm(ref_model, inputs)
+    result = compare(compiled, ours, reference)
+    if not result.ok:
+        first_bad = next(
+            k
+            for k, (g, r) in enumerate(zip(ours, reference, strict=True))
+            if any(
+                a.tobytes() != np.ascontiguousarray(b, dtype=a.dtype).tobytes()
+                for a, b in zip(g, r, strict=True)
+            )
+        )
+        traced = model.run_traced(inputs[first_bad])
+        result.first_bad_layer = locate_first_bad_layer(
+            compiled, traced, tflm_all_tensors(ref_model, inputs[first_bad])
+        )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_result(result, args.target))
+    return 0 if result.ok else 1
+
+
+def _load_inputs(path: Path, compiled: Any) -> list[list[np.ndarray]]:
+    """Samples from .npy (one input) or .npz (arrays named like the inputs, or in order)."""
+    from edgekit.ir.graph import DTYPES
+
+    graph = compiled.graph
+    if not path.is_file():
+        raise EdgekitError("input file not found", str(path))
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise EdgekitError(
+            f"cannot read inputs: {exc}", str(path), "use a .npy or .npz file"
+        ) from None
+    arrays = [loaded[k] for k in loaded.files] if hasattr(loaded, "files") else [loaded]
+    if len(arrays) != len(graph.inputs):
+        raise EdgekitError(
+            f"model has {len(graph.inputs)} inputs, file holds {len(arrays)} arrays", str(path)
+        )
+    per_input = []
+    for arr, tname in zip(arrays, graph.inputs, strict=True):
+        t = graph.tensor(tname)
+        if arr.size % t.size:
+            raise EdgekitError(
+                f"array of shape {list(arr.shape)} is not a whole number of inputs {list(t.shape)}",
+                str(path),
+            )
+        batch = arr.reshape((-1, *t.shape))
+        dt = DTYPES[t.dtype]
+        if np.issubdtype(batch.dtype, np.floating) and np.issubdtype(dt, np.integer) and t.quant:
+            # real-valued inputs are quantized with the model's input parameters
+            q = np.round(batch / t.quant.scalar_scale()) + t.quant.scalar_zero_point()
+            info = np.iinfo(dt)
+            batch = np.clip(q, info.min, info.max)
+        per_input.append(batch.astype(dt))
+    n = per_input[0].shape[0]
+    if any(b.shape[0] != n for b in per_input):
+        raise EdgekitError("inputs hold different numbers of samples", str(path))
+    return [[b[k] for b in per_input] for k in range(n)]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgekit.runners.host import HostModel
+
+    if args.target != "host":
+        raise EdgekitError(
+            "`run` executes on the host only in this version", hint="use --target host"
+        )
+    compiled = _compile(args)
+    samples = _load_inputs(args.input, compiled)
+    model = HostModel(compiled)
+    progress = _Progress("running", len(samples))
+    results: list[list[np.ndarray]] = []
+    for k, s in enumerate(samples):
+        results.append(model.run(s))
+        progress.update(k + 1)
+    graph = compiled.graph
+    stacked = []
+    for j, tname in enumerate(graph.outputs):
+        arr = np.stack([r[j] for r in results])
+        t = graph.tensor(tname)
+        if args.dequantize and t.quant is not None:
+            arr = (
+                (arr.astype(np.float64) - t.quant.scalar_zero_point()) * t.quant.scalar_scale()
+            ).astype(np.float32)
+        stacked.append(arr)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if len(stacked) == 1 and out.suffix != ".npz":
+        np.save(out, stacked[0])
+    else:
+        np.savez(out, **{f"output_{j}": a for j, a in enumerate(stacked)})
+    print(
+        f"ran {len(samples)} sample(s); wrote {', '.join(str(list(a.shape)) for a in stacked)} "
+        f"{'float32 (dequantized)' if args.dequantize else 'raw'} to {out}"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from edgekit.report import build_report, format_report
+
+    report = build_report(_compile(args), _options(args))
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_report(report))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from edgekit.describe import describe_graph
+    from edgekit.pipeline import load_model
+
+    graph, _ = load_model(args.model)
+    print(describe_graph(graph, show_constants=args.constants))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edgekit.bench import bench_host, format_bench
+
+    result = bench_host(args.model, args.target, args.name, args.samples)
+    print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from edgekit.targets import list_targets, load_target
+
+    for name in list_targets():
+        t = load_target(name)
+        print(f"{name:16s} {getattr(t, 'description', '')}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgekit.demo import run_demo
+
+    return run_demo(Path(args.output), samples=args.samples, seed=args.seed)
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekit",
+        description="Compile trained neural networks to bit-exact, specialised C for MCUs.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = add(
+        "demo",
+        "build the built-in DS-CNN keyword spotter, generate C, run it, verify it",
+        "example:\n  edgekit demo -o build/demo",
+    )
+    p.add_argument(
+        "-o", "--output", default="build/demo", help="output folder (default build/demo)"
+    )
+    p.add_argument("--samples", type=int, default=200, help="random inputs to verify (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model weights and inputs")
+    p.set_defaults(fn=cmd_demo)
+
+    p = add(
+        "generate",
+        "generate C sources, header, model.ekir and report.json",
+        "example:\n  edgekit generate kws_ref_model.tflite -o build/kws\n\n"
+        "The folder holds <name>.h/.c (the API), <name>_weights.h (const data), the edgekit\n"
+        "headers they include, harness_model.h (test glue), model.ekir and report.json.",
+    )
+    _add_model_arg(p)
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the output folder even if edgekit did not write it",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(fn=cmd_generate)
+
+    p = add(
+        "verify",
+        "compile the generated C on the host and compare it with TFLite Micro",
+        "example:\n  edgekit verify kws_ref_model.tflite --samples 200\n\n"
+        "Inputs are uniform random over each input's integer range. Exit code 0 only when\n"
+        "every output byte of every sample matches; on a mismatch the first differing\n"
+        "layer is named.",
+    )
+    _add_model_arg(p)
+    p.add_argument("--samples", type=int, default=200, help="random inputs (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--reference", type=Path, help="the .tflite to compare with, for .ekir input")
+    p.add_argument("--emulate", action="store_true", help="run on an emulated target under QEMU")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(fn=cmd_verify)
+
+    p = add(
+        "run",
+        "run a batch of inputs through the generated code on the host",
+        "example:\n  edgekit run kws_ref_model.tflite --input x.npy -o y.npy --dequantize\n\n"
+        "x.npy holds one input or a batch [N, *input_shape]. Integer arrays are used as they\n"
+        "are; float arrays are quantized with the model's input scale and zero point.",
+    )
+    _add_model_arg(p)
+    p.add_argument("--input", required=True, type=Path, help=".npy (or .npz for several inputs)")
+    p.add_argument(
+        "-o", "--output", required=True, type=Path, help="where to write outputs (.npy/.npz)"
+    )
+    p.add_argument("--dequantize", action="store_true", help="write real values instead of int8")
+    p.set_defaults(fn=cmd_run)
+
+    p = add(
+        "report",
+        "per-layer MACs, weights, activations and the arena plan",
+        "example:\n  edgekit report kws_ref_model.tflite --json",
+    )
+    _add_model_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_report)
+
+    p = add(
+        "inspect",
+        "print the IR: tensors, quantization, ops and their integer parameters",
+        "example:\n  edgekit inspect build/kws/model.ekir",
+    )
+    p.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
+    p.add_argument("--constants", action="store_true", help="also list every constant tensor")
+    p.set_defaults(fn=cmd_inspect)
+
+    p = add(
+        "bench",
+        "arena, flash and speed of the generated code next to TFLite Micro",
+        "example:\n  edgekit bench kws_ref_model.tflite --json",
+    )
+    _add_model_arg(p)
+    p.add_argument("--samples", type=int, default=50, help="inferences to time (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_bench)
+
+    p = add("targets", "list the targets code can be generated for", "example:\n  edgekit targets")
+    p.set_defaults(fn=cmd_targets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.fn(args))
+    except EdgekitError as exc:
+        print(f"edgekit: error: {exc.render()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgekit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        print(
+            f"edgekit: internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in edgekit; rerun with EDGEKIT_DEBUG=1 for a traceback and report it",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
