@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine, then runs it.
+#   ./scripts/test.sh            the whole suite
+#   ./scripts/test.sh -k conv    extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Cross compilers and emulators for the Cortex-M, RISC-V and AArch64 targets. Installed only when
+# missing, so a prepared machine starts the tests at once.
+APT_PACKAGES=(
+  gcc g++ clang
+  gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi
+  gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  qemu-system-arm qemu-system-misc qemu-user
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+status=0
+python3 -m pytest -n 2 --dist loadfile "$@" || status=$?
+# exit 5 means no test was collected: that is a failure of the suite, not a pass
+exit $status

@@ -1,0 +1,31 @@
+"""Shared fixtures: where the reference models are, and an isolated build cache per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MLPERF_DIR = REPO.parent / "shared" / "models" / "mlperf-tiny"
+MLPERF_INT8 = {
+    "ad": "ad01_int8.tflite",
+    "kws": "kws_ref_model.tflite",
+    "ic": "pretrainedResnet_quant.tflite",
+    "vww": "vww_96_int8.tflite",
+}
+
+
+def mlperf_model(key: str) -> Path:
+    path = MLPERF_DIR / MLPERF_INT8[key]
+    if not path.is_file():
+        pytest.skip(f"MLPerf Tiny reference model not found at {path} (../shared/models is absent)")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _edgekit_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep host builds of one test session together and away from the user's cache."""
+    import os
+
+    os.environ.setdefault("EDGEKIT_CACHE", str(tmp_path_factory.mktemp("edgekit-cache")))
