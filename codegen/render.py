@@ -34,6 +34,7 @@ class Layer:
     variant: kernels.KernelVariant
     code: str
     macs: int
+    noop: bool = False  # storage-only op (a reshape sharing its input's bytes): nothing to run
 
 
 @dataclass
@@ -162,7 +163,8 @@ def render_model(
             buf=buf,
             scratch=plan.scratch.get(op.name),
         )
-        layers.append(Layer(i, op, fn, variant, code, op_macs(graph, op)))
+        noop = op.kind == "reshape" and plan.offsets[op.inputs[0]] == plan.offsets[op.outputs[0]]
+        layers.append(Layer(i, op, fn, variant, "" if noop else code, op_macs(graph, op), noop))
 
     def io_info(tnames: list[str]) -> list[dict[str, Any]]:
         infos = []
@@ -206,6 +208,7 @@ def render_model(
         "graph": graph,
         "plan": plan,
         "layers": layers,
+        "active": [layer for layer in layers if not layer.noop],
         "inputs": io_info(graph.inputs),
         "outputs": io_info(graph.outputs),
         "consts": const_blocks,

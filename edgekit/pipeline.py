@@ -22,6 +22,7 @@ from edgekit.errors import EdgekitError
 from edgekit.frontends.tflite import read_tflite
 from edgekit.ir import serialize
 from edgekit.ir.graph import Graph
+from edgekit.passes.fuse import fuse_activations
 from edgekit.passes.lower import lower
 from edgekit.passes.memory import MemoryPlan, plan_memory
 
@@ -84,6 +85,7 @@ def compile_graph(graph: Graph, target: str = "host", where: str = "") -> Compil
     g = copy.deepcopy(graph)
     if not g.meta.get("lowered"):
         lower(g, where)
+        fuse_activations(g)
     plan = plan_memory(g)
     families, caps = _target_kernels(target)
     generated = render_model(g, plan, families, caps)

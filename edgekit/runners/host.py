@@ -157,9 +157,14 @@ class HostModel:
         values: dict[str, np.ndarray] = {}
         for t, a in zip(graph.inputs, ins, strict=True):
             values[t] = a.reshape(graph.tensor(t).shape).copy()
-        for i, op in enumerate(graph.ops):
-            self._fn("run_layer")(i)
-            for tname in op.outputs:
+        # a no-op layer (an alias reshape) has no function; its output is read with the layer
+        # that wrote the shared bytes, which is the last real layer before it
+        k = 0
+        for layer in self.compiled.generated.layers:
+            if not layer.noop:
+                self._fn("run_layer")(k)
+                k += 1
+            for tname in layer.op.outputs:
                 t = graph.tensor(tname)
                 off = plan.offsets[tname]
                 raw = bytes(arena[off : off + t.nbytes])
