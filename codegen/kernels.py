@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from edgekit.ir.graph import Graph, Op
 
 Predicate = Callable[[Graph, Op], bool]
+# Build-time preparation of a chosen variant: adds target-specific constants (e.g. weights
+# re-laid out for SIMD loads) to the graph, names them in op.attrs["q"], and may set
+# op.attrs["scratch_bytes"] so the memory planner reserves the variant's work buffer.
+Prepare = Callable[[Graph, Op], None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class KernelVariant:
     template: str
     requires: frozenset[str] = frozenset()
     accepts: Predicate | None = None
+    prepare: Prepare | None = None
 
 
 _REGISTRY: dict[tuple[str, str], list[KernelVariant]] = {}
@@ -34,9 +39,10 @@ def register(
     template: str,
     requires: Iterable[str] = (),
     accepts: Predicate | None = None,
+    prepare: Prepare | None = None,
 ) -> None:
     _REGISTRY.setdefault((family, kind), []).append(
-        KernelVariant(family, kind, template, frozenset(requires), accepts)
+        KernelVariant(family, kind, template, frozenset(requires), accepts, prepare)
     )
 
 
@@ -47,6 +53,30 @@ def select(graph: Graph, op: Op, families: list[str], capabilities: set[str]) ->
             if v.requires <= capabilities and (v.accepts is None or v.accepts(graph, op)):
                 return v
     raise LookupError(f"no kernel for op kind '{op.kind}'")
+
+
+def assign_kernels(graph: Graph, families: list[str], capabilities: set[str]) -> None:
+    """Choose every op's variant before memory planning, so scratch buffers can be planned.
+
+    The choice is recorded in op.attrs["kernel"] (family and template) and travels with the
+    .ekir file; an op that already has one keeps it.
+    """
+    for op in graph.ops:
+        if "kernel" in op.attrs:
+            continue
+        v = select(graph, op, families, capabilities)
+        if v.prepare is not None:
+            v.prepare(graph, op)
+        op.attrs["kernel"] = {"family": v.family, "template": v.template}
+
+
+def variant_of(op: Op) -> KernelVariant:
+    """The variant recorded on an op by assign_kernels."""
+    k = op.attrs["kernel"]
+    for v in _REGISTRY.get((k["family"], op.kind), []):
+        if v.template == k["template"]:
+            return v
+    raise LookupError(f"{op.name}: kernel {k} is not available in this edgekit")
 
 
 _PORTABLE = {

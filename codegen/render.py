@@ -133,7 +133,9 @@ def render_model(
 
     layers: list[Layer] = []
     for i, op in enumerate(graph.ops):
-        variant = kernels.select(graph, op, families, capabilities)
+        if "kernel" not in op.attrs:
+            kernels.assign_kernels(graph, families, capabilities)
+        variant = kernels.variant_of(op)
         q = dict(op.attrs.get("q", {}))
         c: dict[str, str] = {}
         for role, tname in (("weights", op.inputs[1] if len(op.inputs) > 1 else ""),):
@@ -143,9 +145,9 @@ def render_model(
                 and op.kind in ("conv2d", "depthwise_conv2d", "fully_connected")
             ):
                 c[role] = const(tname, role, op)
-        for role in ("bias", "multiplier", "shift"):
-            v = q.get(role)
-            if isinstance(v, str):
+        for role, v in q.items():
+            # every lowered or kernel-prepared constant the op names becomes a const array
+            if isinstance(v, str) and v in graph.tensors and graph.tensor(v).is_const:
                 c[role] = const(v, role, op)
         fn = f"layer_{i}_{op.kind}"
         ins = [graph.tensor(t) if t else None for t in op.inputs]

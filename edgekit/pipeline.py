@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codegen.kernels import assign_kernels
 from codegen.render import GeneratedModel, render_model
 from edgekit import __version__
 from edgekit.errors import EdgekitError
@@ -86,8 +87,9 @@ def compile_graph(graph: Graph, target: str = "host", where: str = "") -> Compil
     if not g.meta.get("lowered"):
         lower(g, where)
         fuse_activations(g)
-    plan = plan_memory(g)
     families, caps = _target_kernels(target)
+    assign_kernels(g, families, caps)
+    plan = plan_memory(g)
     generated = render_model(g, plan, families, caps)
     return Compiled(g, plan, generated, target, str(g.meta.get("source_sha256", "")))
 
