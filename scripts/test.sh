@@ -11,7 +11,7 @@ APT_PACKAGES=(
   gcc g++ clang
   gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross picolibc-aarch64-linux-gnu
   qemu-system-arm qemu-system-misc qemu-user
 )
 missing=()
