@@ -102,3 +102,72 @@ def format_bench(r: dict[str, Any]) -> str:
         f"{r['tflm_host_inference_us']:,.1f} us; wall clock, informative only)",
     ]
     return "\n".join(lines)
+
+
+def bench_emulated(
+    model: Path, target: str, name: str | None, per_layer: bool = False
+) -> dict[str, Any]:
+    """Exact executed instructions of one inference on an emulated target, and ELF sizes."""
+    from edgekit.runners.emulated_model import EmulatedModel
+
+    compiled = compile_file(model, target, name)
+    emu = EmulatedModel(compiled)
+    inputs = random_inputs(compiled.graph, 1, 0)
+    run = emu.run(inputs, count=True, per_layer=per_layer)
+    layers = [layer for layer in compiled.generated.layers if not layer.noop]
+    macs = sum(layer.macs for layer in layers)
+    sizes = emu.sizes()
+    consts = sum(compiled.graph.tensor(t).nbytes for t in compiled.generated.consts)
+    result: dict[str, Any] = {
+        "model": compiled.graph.name,
+        "target": target,
+        "instructions": run.instructions[0],
+        "macs": macs,
+        "macs_per_instruction": round(macs / run.instructions[0], 4) if run.instructions else 0,
+        "arena_bytes": compiled.plan.arena_bytes,
+        "flash_bytes": sizes["flash"],
+        "const_bytes": consts,
+        "code_bytes": sizes["flash"] - consts,
+        "elf": sizes,
+    }
+    if per_layer:
+        counts = run.layer_instructions[0]
+        result["layers"] = [
+            {
+                "index": layer.index,
+                "kind": layer.op.kind,
+                "kernel": layer.variant.family,
+                "macs": layer.macs,
+                "instructions": n,
+                "macs_per_instruction": round(layer.macs / n, 4) if n else 0,
+            }
+            for layer, n in zip(layers, counts, strict=True)
+        ]
+    return result
+
+
+def format_bench_emulated(r: dict[str, Any]) -> str:
+    lines = []
+    if "layers" in r:
+        lines.append(
+            f"{'#':>3}  {'layer':18s} {'kernel':9s} {'MACs':>11s} {'instructions':>13s} "
+            f"{'MAC/instr':>9s}  share"
+        )
+        total = max(1, r["instructions"])
+        for entry in r["layers"]:
+            lines.append(
+                f"{entry['index']:>3}  {entry['kind']:18s} {entry['kernel']:9s} "
+                f"{entry['macs']:>11,} {entry['instructions']:>13,} "
+                f"{entry['macs_per_instruction']:>9.3f}  "
+                f"{100 * entry['instructions'] / total:4.1f}%"
+            )
+        lines.append("")
+    lines += [
+        f"model          {r['model']} on {r['target']} (QEMU -icount: exact instruction counts)",
+        f"instructions   {r['instructions']:,} per inference",
+        f"MACs           {r['macs']:,}  ->  {r['macs_per_instruction']:.3f} MACs per instruction",
+        f"arena          {r['arena_bytes']:,} B",
+        f"flash          {r['flash_bytes']:,} B (constants {r['const_bytes']:,} B, code and "
+        f"harness {r['code_bytes']:,} B)",
+    ]
+    return "\n".join(lines)

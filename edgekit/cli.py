@@ -66,6 +66,12 @@ def _compile(args: argparse.Namespace) -> Any:
     return compile_file(args.model, args.target, args.name)
 
 
+def _compile_for(args: argparse.Namespace, target: str) -> Any:
+    from edgekit.pipeline import compile_file
+
+    return compile_file(args.model, target, args.name)
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"target": args.target, "name": args.name}
 
@@ -119,20 +125,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"verifying target '{args.target}' needs --emulate (run under QEMU)",
             hint="or verify with --target host",
         )
-    if args.emulate:
-        raise EdgekitError(
-            "emulated verification is not available in this version",
-            hint="use --target host; QEMU runs are tracked in the Cortex-M and RISC-V issues",
-        )
     ref_model = _reference_model(args)
     compiled = _compile(args)
     inputs = random_inputs(compiled.graph, args.samples, args.seed)
-    model = HostModel(compiled)
-    progress = _Progress("running generated code", len(inputs))
-    ours = []
-    for k, sample in enumerate(inputs):
-        ours.append(model.run(sample))
-        progress.update(k + 1)
+    model = HostModel(compiled) if args.target == "host" else None
+    if args.emulate and args.target != "host":
+        from edgekit.runners.emulated_model import EmulatedModel
+
+        print(
+            f"building firmware for {args.target} and running {len(inputs)} samples under "
+            "the emulator...",
+            file=sys.stderr,
+        )
+        ours = EmulatedModel(compiled).run(inputs).outputs
+    else:
+        assert model is not None
+        progress = _Progress("running generated code", len(inputs))
+        ours = []
+        for k, sample in enumerate(inputs):
+            ours.append(model.run(sample))
+            progress.update(k + 1)
     reference = run_tflm(ref_model, inputs)
     result = compare(compiled, ours, reference)
     if not result.ok:
@@ -144,7 +156,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 for a, b in zip(g, r, strict=True)
             )
         )
-        traced = model.run_traced(inputs[first_bad])
+        # locate the layer on the host: the same C, so the first bad layer is the same
+        host = model or HostModel(_compile_for(args, "host"))
+        traced = host.run_traced(inputs[first_bad])
         result.first_bad_layer = locate_first_bad_layer(
             compiled, traced, tflm_all_tensors(ref_model, inputs[first_bad])
         )
@@ -251,10 +265,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edgekit.bench import bench_host, format_bench
+    from edgekit.bench import bench_emulated, bench_host, format_bench, format_bench_emulated
 
-    result = bench_host(args.model, args.target, args.name, args.samples)
-    print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    if args.target == "host":
+        result = bench_host(args.model, args.target, args.name, args.samples)
+        print(json.dumps(result, indent=2) if args.json else format_bench(result))
+        return 0
+    result = bench_emulated(args.model, args.target, args.name, per_layer=args.per_layer)
+    print(json.dumps(result, indent=2) if args.json else format_bench_emulated(result))
     return 0
 
 
@@ -375,11 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "bench",
-        "arena, flash and speed of the generated code next to TFLite Micro",
-        "example:\n  edgekit bench kws_ref_model.tflite --json",
+        "executed instructions, MACs/instruction, arena and flash of the generated code",
+        "examples:\n  edgekit bench vww_96_int8.tflite --target cortex-m4 --per-layer\n"
+        "  edgekit bench kws_ref_model.tflite --json      (host: next to TFLite Micro)\n\n"
+        "On an emulated target the model runs under QEMU with -icount: the figures are exact\n"
+        "executed-instruction counts of one inference (deterministic, not timings).",
     )
     _add_model_arg(p)
-    p.add_argument("--samples", type=int, default=50, help="inferences to time (default 50)")
+    p.add_argument("--samples", type=int, default=50, help="host only: inferences to time")
+    p.add_argument("--per-layer", action="store_true", help="emulated: instructions per layer")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_bench)
 
