@@ -97,3 +97,16 @@ _PORTABLE = {
 }
 for _kind, _template in _PORTABLE.items():
     register("portable", _kind, f"portable/{_template}.c.j2")
+
+
+def _load_families() -> None:
+    import importlib
+    import pkgutil
+
+    from codegen import families
+
+    for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name):
+        importlib.import_module(f"codegen.families.{info.name}")
+
+
+_load_families()

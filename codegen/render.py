@@ -22,8 +22,8 @@ from edgekit.resources import resource_dir
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# C headers from csrc/ that generated code includes; they are copied next to the model.
-RUNTIME_HEADERS = ("edgekit_fixedpoint.h", "edgekit_runtime.h")
+# Every csrc/edgekit_*.h is copied next to the model, so generated code is self-contained.
+RUNTIME_HEADER_GLOB = "edgekit_*.h"
 
 
 @dataclass
@@ -223,6 +223,6 @@ def render_model(
         "harness_model.h": env.render("harness_model.h.j2", **ctx),
     }
     csrc = resource_dir("csrc")
-    for header in RUNTIME_HEADERS:
-        files[header] = (csrc / header).read_text()
+    for header in sorted(csrc.glob(RUNTIME_HEADER_GLOB)):
+        files[header.name] = header.read_text()
     return GeneratedModel(name, files, layers, consts)
