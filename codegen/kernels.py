@@ -94,6 +94,12 @@ _PORTABLE = {
     "relu6": "requant",
     "dequantize": "dequantize",
     "reshape": "reshape",
+    "logistic": "sigmoid_tanh",
+    "tanh": "sigmoid_tanh",
+    "pad": "pad",
+    "concat": "concat",
+    "mean": "mean",
+    "strided_slice": "strided_slice",
 }
 for _kind, _template in _PORTABLE.items():
     register("portable", _kind, f"portable/{_template}.c.j2")

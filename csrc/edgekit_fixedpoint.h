@@ -135,11 +135,12 @@ EK_INLINE int32_t ek_exp_negative_q(int32_t a, int int_bits)
     return a == 0 ? INT32_MAX : result;
 }
 
-/* 1 / (1 + x) for x in [0, 1), x in Q0; result in Q0. Newton-Raphson on the half denominator. */
-EK_INLINE int32_t ek_one_over_one_plus_x_q0(int32_t a)
+/*
+ * 1 / (2 * half_denominator) in Q2 for a half denominator in [1/2, 1) (Q0), by three
+ * Newton-Raphson steps from the 48/17 - 32/17 * d linear estimate.
+ */
+EK_INLINE int32_t ek_newton_reciprocal_q2(int32_t half_denominator)
 {
-    const int64_t sum = (int64_t)a + INT32_MAX;
-    const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
     const int32_t c48_over_17 = 1515870810;      /* Q2 */
     const int32_t c_neg32_over_17 = -1010580540; /* Q2 */
     int32_t x = ek_wrap_add(c48_over_17, ek_srdhm(half_denominator, c_neg32_over_17));
@@ -149,7 +150,54 @@ EK_INLINE int32_t ek_one_over_one_plus_x_q0(int32_t a)
         const int32_t one_minus = ek_wrap_sub(1 << 29, half_denominator_times_x);
         x = ek_wrap_add(x, ek_sat_shl(ek_srdhm(x, one_minus), 2));
     }
-    return ek_sat_shl(x, 1);
+    return x;
+}
+
+/* (a + 1) / 2 in Q0 with a in Q0, rounding half away from zero (one is INT32_MAX in Q0). */
+EK_INLINE int32_t ek_half_one_plus_q0(int32_t a)
+{
+    const int64_t sum = (int64_t)a + INT32_MAX;
+    return (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+}
+
+/* 1 / (1 + x) for x in [0, 1), x in Q0; result in Q0. */
+EK_INLINE int32_t ek_one_over_one_plus_x_q0(int32_t a)
+{
+    return ek_sat_shl(ek_newton_reciprocal_q2(ek_half_one_plus_q0(a)), 1);
+}
+
+/* (1 - x) / (1 + x) for x in [0, 1), x in Q0; result in Q0. */
+EK_INLINE int32_t ek_one_minus_x_over_one_plus_x_q0(int32_t a)
+{
+    const int32_t x = ek_newton_reciprocal_q2(ek_half_one_plus_q0(a));
+    return ek_sat_shl(ek_wrap_sub(x, 1 << 29), 2);
+}
+
+/*
+ * logistic(a) for a in Q(int_bits), int_bits <= 5; result in Q0. Computed on -|a| through
+ * exp, so both signs share one rounding path and logistic(-a) is exactly one minus logistic(a).
+ */
+EK_INLINE int32_t ek_logistic_q(int32_t a, int int_bits)
+{
+    int32_t positive;
+    if (a == 0) {
+        return 1 << 30; /* one half */
+    }
+    positive = ek_one_over_one_plus_x_q0(ek_exp_negative_q(a > 0 ? ek_wrap_sub(0, a) : a, int_bits));
+    return a > 0 ? positive : ek_wrap_sub(INT32_MAX, positive);
+}
+
+/* tanh(a) for a in Q(int_bits), int_bits <= 4; result in Q0, via exp(-2|a|). */
+EK_INLINE int32_t ek_tanh_q(int32_t a, int int_bits)
+{
+    int32_t magnitude;
+    if (a == 0) {
+        return 0;
+    }
+    /* the same raw value read with one more integer bit is 2 * (-|a|) */
+    magnitude = ek_one_minus_x_over_one_plus_x_q0(
+        ek_exp_negative_q(a < 0 ? a : ek_wrap_sub(0, a), int_bits + 1));
+    return a < 0 ? ek_wrap_sub(0, magnitude) : magnitude;
 }
 
 /* Q0 reciprocal of a Q(int_bits) sum; *bits_over_unit says how far it is scaled. */

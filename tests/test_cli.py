@@ -176,3 +176,16 @@ def test_report_inspect_and_help(dscnn: Path, tmp_path: Path) -> None:
     for cmd in ("generate", "verify", "run", "report", "inspect", "bench", "demo"):
         helped = edgekit(cmd, "--help")
         assert helped.returncode == 0 and "example" in helped.stdout
+
+
+def test_model_that_only_reshapes_compiles(tmp_path: Path) -> None:
+    b = TFLiteBuilder()
+    x = b.tensor("x", (1, 2, 4), np.int8, scale=0.1, zero_point=0)
+    y = b.tensor("y", (1, 8), np.int8, scale=0.1, zero_point=0)
+    b.op("RESHAPE", [x], [y])
+    b.inputs([x])
+    b.outputs([y])
+    model = tmp_path / "reshape.tflite"
+    model.write_bytes(b.finish())
+    proc = edgekit("verify", str(model), "--samples", "5")
+    assert proc.returncode == 0, proc.stderr

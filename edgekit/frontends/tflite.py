@@ -181,6 +181,12 @@ class _Reader:
                 raise self.error(f"operator {idx} refers to missing operator code {o.opcodeIndex}")
             opname = _opcode_name(codes[o.opcodeIndex])
             if opname not in SUPPORTED:
+                custom = codes[o.opcodeIndex].customCode
+                if opname == "CUSTOM" and custom:
+                    name = (
+                        custom.decode("utf-8", "replace") if isinstance(custom, bytes) else custom
+                    )
+                    opname = f"CUSTOM ({name})"
                 unsupported.append(f"  #{idx} {opname}")
                 continue
             ins = [
@@ -316,6 +322,7 @@ class _Reader:
                 "shrink_axis_mask": int(opt.shrinkAxisMask),
                 "ellipsis_mask": int(opt.ellipsisMask),
                 "new_axis_mask": int(opt.newAxisMask),
+                "offset": bool(getattr(opt, "offset", False)),
             }
         return {}
 

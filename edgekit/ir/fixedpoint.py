@@ -126,14 +126,62 @@ def add_params(
 
 
 def mul_params(scale1: float, scale2: float, out_scale: float) -> tuple[int, int]:
-    """int8 MUL: the float32 product of the input scales over the output scale, in double."""
-    real = float(np.float32(scale1) * np.float32(scale2)) / float(np.float32(out_scale))
-    return quantize_multiplier(real)
+    """int8 MUL: both input scales widened to double, multiplied and divided in double.
+
+    (TFLite's own MUL kernel multiplies the float32 scales in float32 first; TFLM does not. The
+    two multipliers differ in their low bits for almost every scale triple; outputs differ only
+    when a product lands within that tiny error of a rounding tie, so tests rarely see it.)
+    """
+    s1, s2, so = (float(np.float32(s)) for s in (scale1, scale2, out_scale))
+    return quantize_multiplier(s1 * s2 / so)
 
 
 def requantize_params(in_scale: float, out_scale: float) -> tuple[int, int]:
     """QUANTIZE int8 -> int8 (a rescale): input scale over output scale in double."""
     return quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+
+
+def quantize_float(
+    value: float, scale: float, zero_point: int, lo: int = -128, hi: int = 127
+) -> int:
+    """TFLM's FloatToQuantizedType: float32 division, round half away, offset, clamp."""
+    q = float(np.float32(value) / np.float32(scale))
+    return min(hi, max(lo, round_half_away(q) + zero_point))
+
+
+def sigmoid_tanh_params(input_scale: float) -> tuple[int, int, int]:
+    """(multiplier, left shift, input radius) that bring an int8 LOGISTIC/TANH input to Q4.27.
+
+    The reference scales by input_scale * 2^27 in double and rounds frexp's mantissa itself,
+    without QuantizeMultiplier's fix-up for a mantissa that rounds up to 2^31.
+    """
+    integer_bits = 4
+    real = float(np.float32(input_scale)) * float(1 << (31 - integer_bits))
+    q, shift = math.frexp(real)
+    mult = round_half_away(q * float(1 << 31))
+    if mult >= 1 << 31:
+        raise ValueError(
+            "input scale rounds to a multiplier of 2^31, which the reference mishandles"
+        )
+    if shift < 0:
+        raise ValueError(f"input scale {input_scale} is too small for the Q4 input rescale")
+    return mult, shift, calculate_input_radius(integer_bits, shift)
+
+
+def mean_params(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """int8 MEAN: input/output scale ratio with the 1/count of the mean folded in.
+
+    The reference quantizes in_scale/out_scale (double) as usual, then shifts the multiplier left
+    by floor(log2(count)) (at most 32, and no further than leaves the final shift >= -31) and
+    divides it by count with int64 truncation; the shift drops by the same amount.
+    """
+    mult, shift = quantize_multiplier(
+        float(np.float32(input_scale)) / float(np.float32(output_scale))
+    )
+    if count <= 0:
+        return mult, shift
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    return (mult << extra) // count, shift - extra
 
 
 # --- exact integer helpers, the Python twins of csrc/edgekit_fixedpoint.h, used by tests -------

@@ -52,6 +52,10 @@ def _per_tensor(t: Tensor) -> tuple[float, int]:
     return t.quant.scalar_scale(), t.quant.scalar_zero_point()
 
 
+def _f32(x: float) -> float:
+    return float(np.float32(x))
+
+
 def _act_range(op: Op, out: Tensor) -> tuple[int, int]:
     s, z = _per_tensor(out)
     return fp.activation_range(op.attrs.get("activation", "none"), s, z, out.dtype)
@@ -162,6 +166,10 @@ def _lower_add(graph: Graph, op: Op) -> dict[str, Any]:
     sa, za = _per_tensor(a)
     sb, zb = _per_tensor(b)
     so, zo = _per_tensor(y)
+    twice_max = 2.0 * max(_f32(sa), _f32(sb))
+    if twice_max >= (1 << 20) * _f32(so):
+        # the reference asserts the output rescale is below one (and aborts otherwise)
+        raise UnsupportedOp(f"output scale {so} is too small for the input scales {sa}, {sb}")
     q: dict[str, Any] = fp.add_params(sa, sb, so)
     lo, hi = _act_range(op, y)
     q.update(input1_offset=-za, input2_offset=-zb, output_offset=zo, act_min=lo, act_max=hi)
@@ -246,7 +254,7 @@ def _lower_softmax(graph: Graph, op: Op) -> dict[str, Any]:
     }
 
 
-@_lowering("relu", "relu6", "quantize")
+@_lowering("relu", "quantize")
 def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
     if op.kind == "quantize" and x.dtype == "float32":
@@ -257,7 +265,7 @@ def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
     s_in, z_in = _per_tensor(x)
     s_out, z_out = _per_tensor(y)
     m, sh = fp.requantize_params(s_in, s_out)
-    act = {"relu": "relu", "relu6": "relu6"}.get(op.kind, "none")
+    act = "relu" if op.kind == "relu" else "none"
     lo, hi = fp.activation_range(act, s_out, z_out, y.dtype)
     return {
         "mode": "requant",
@@ -270,6 +278,47 @@ def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
     }
 
 
+@_lowering("relu6")
+def _lower_relu6(graph: Graph, op: Op) -> dict[str, Any]:
+    # TFLM clamps int8 RELU6 in the input's quantized domain and copies the result unscaled: the
+    # output's own scale and zero point are never read. Reproduced as is, for bit-exactness.
+    x, y = _io(graph, op)
+    _need_int8(x, y)
+    s_in, z_in = _per_tensor(x)
+    _per_tensor(y)
+    return {"mode": "clamp", "act_min": z_in, "act_max": fp.quantize_float(6.0, s_in, z_in)}
+
+
+def _sigmoid_tanh_q(x: Tensor) -> dict[str, Any]:
+    s_in, z_in = _per_tensor(x)
+    try:
+        mult, shift, radius = fp.sigmoid_tanh_params(s_in)
+    except ValueError as exc:
+        raise UnsupportedOp(str(exc)) from None
+    return {"input_zero_point": z_in, "multiplier": mult, "shift": shift, "radius": radius}
+
+
+@_lowering("logistic")
+def _lower_logistic(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _need_int8(x, y)
+    s_out, z_out = _per_tensor(y)
+    # the kernel writes a fixed Q0.8 result; other output quantizations would be misread
+    if z_out != -128 or float(np.float32(s_out)) != 1.0 / 256:
+        raise UnsupportedOp("int8 LOGISTIC output must have scale 1/256 and zero point -128")
+    return _sigmoid_tanh_q(x)
+
+
+@_lowering("tanh")
+def _lower_tanh(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _need_int8(x, y)
+    s_out, z_out = _per_tensor(y)
+    if z_out != 0 or float(np.float32(s_out)) != 1.0 / 128:
+        raise UnsupportedOp("int8 TANH output must have scale 1/128 and zero point 0")
+    return _sigmoid_tanh_q(x)
+
+
 @_lowering("dequantize")
 def _lower_dequantize(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
@@ -278,6 +327,184 @@ def _lower_dequantize(graph: Graph, op: Op) -> dict[str, Any]:
         raise UnsupportedOp("DEQUANTIZE is implemented to float32")
     s, z = _per_tensor(x)
     return {"scale": float(np.float32(s)), "zero_point": z}
+
+
+def _same_storage(x: Tensor, y: Tensor, what: str) -> None:
+    """Data-movement ops copy stored values, so input and output must mean the same thing."""
+    if x.dtype != y.dtype:
+        raise UnsupportedOp(f"{what} changes the type from {x.dtype} to {y.dtype}")
+    if (x.quant is None) != (y.quant is None) or (
+        x.quant is not None
+        and y.quant is not None
+        and (
+            x.quant.per_channel
+            or y.quant.per_channel
+            or float(np.float32(x.quant.scalar_scale()))
+            != float(np.float32(y.quant.scalar_scale()))
+            or x.quant.scalar_zero_point() != y.quant.scalar_zero_point()
+        )
+    ):
+        raise UnsupportedOp(
+            f"{what} needs the same quantization on '{x.name}' and '{y.name}' (the reference "
+            "copies the stored values without rescaling)"
+        )
+
+
+def _strides(shape: list[int]) -> list[int]:
+    out, acc = [0] * len(shape), 1
+    for i in reversed(range(len(shape))):
+        out[i] = acc
+        acc *= shape[i]
+    return out
+
+
+@_lowering("pad")
+def _lower_pad(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _same_storage(x, y, "PAD")
+    if len(op.inputs) > 2 and op.inputs[2]:
+        raise UnsupportedOp("PAD with an explicit constant value is not supported")
+    pads = [list(map(int, p)) for p in op.attrs["paddings"]]
+    if len(pads) != len(x.shape) or any(len(p) != 2 for p in pads):
+        raise UnsupportedOp(f"paddings {pads} do not match the input rank {len(x.shape)}")
+    if any(v < 0 for p in pads for v in p):
+        raise UnsupportedOp("negative paddings are not supported")
+    expect = [d + p[0] + p[1] for d, p in zip(x.shape, pads, strict=True)]
+    if expect != list(y.shape):
+        raise UnsupportedOp(f"padded shape {expect} does not match the output {list(y.shape)}")
+    if not x.shape:
+        raise UnsupportedOp("PAD of a scalar")
+    # int8 padding is filled with the output zero point, i.e. real zero
+    value = y.quant.scalar_zero_point() if y.quant is not None else 0
+    in_shape = list(x.shape)
+    out_strides = _strides(list(y.shape))
+    # the input is copied one innermost row at a time, to the row's place in the output
+    start = sum(p[0] * st for p, st in zip(pads, out_strides, strict=True))
+    return {
+        "value": value,
+        "in_shape": in_shape,
+        "out_strides": out_strides,
+        "start": start,
+    }
+
+
+@_lowering("concat")
+def _lower_concat(graph: Graph, op: Op) -> dict[str, Any]:
+    y = graph.tensor(op.outputs[0])
+    if op.attrs.get("activation", "none") != "none":
+        raise UnsupportedOp("CONCATENATION with a fused activation is not supported (nor by TFLM)")
+    axis = int(op.attrs["axis"])
+    rank = len(y.shape)
+    if not 0 <= axis < rank:
+        raise UnsupportedOp(f"axis {axis} is out of range for rank {rank}")
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    chunks = []
+    total = 0
+    for name in op.inputs:
+        t = graph.tensor(name)
+        _same_storage(t, y, "CONCATENATION")
+        if len(t.shape) != rank or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, y.shape, strict=True)) if i != axis
+        ):
+            raise UnsupportedOp(f"input shape {list(t.shape)} does not fit output {list(y.shape)}")
+        chunk = int(np.prod(t.shape[axis:], dtype=np.int64))
+        chunks.append({"size": chunk, "offset": total})
+        total += chunk
+    if total * outer != y.size:
+        raise UnsupportedOp("concatenated sizes do not add up to the output size")
+    return {"outer": outer, "out_chunk": total, "chunks": chunks}
+
+
+@_lowering("mean")
+def _lower_mean(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _need_int8(x, y)
+    s_in, z_in = _per_tensor(x)
+    s_out, z_out = _per_tensor(y)
+    axes = sorted(set(op.attrs["axes"]))
+    shape = list(x.shape)
+    kept = [d for d in range(len(shape)) if d not in axes]
+    if int(np.prod([shape[d] for d in kept], dtype=np.int64)) != y.size:
+        raise UnsupportedOp(f"MEAN over {axes} of {shape} does not give the output {list(y.shape)}")
+    count = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+    if count * 128 >= 1 << 31:
+        raise UnsupportedOp("MEAN over more than 2^24 elements may overflow the int32 sum")
+    mult, shift = fp.mean_params(s_in, s_out, count)
+    strides = _strides(shape)
+    return {
+        # outer loops walk the kept axes in order, which is the output's layout
+        "kept": [{"n": shape[d], "stride": strides[d]} for d in kept],
+        "reduced": [{"n": shape[d], "stride": strides[d]} for d in axes],
+        "count": count,
+        "zero_sum": -z_in * count,
+        "multiplier": int(mult),
+        "shift": int(shift),
+        "output_offset": z_out,
+    }
+
+
+def _slice_axis(
+    size: int, begin: int, end: int, stride: int, begin_masked: bool, end_masked: bool, shrink: bool
+) -> range:
+    """The input indices one axis of a strided slice visits, with the reference's clamping."""
+    lo, hi = (0, size) if stride > 0 else (-1, size - 1)
+    start = begin + size if begin < 0 else begin
+    start = min(max(start, lo), hi)
+    if begin_masked:
+        start = 0 if stride > 0 else size - 1
+    if shrink:
+        return range(start, start if start >= size else start + 1)
+    stop = end + size if end < 0 else end
+    stop = min(max(stop, lo), hi)
+    if end_masked:
+        stop = size if stride > 0 else -1
+    return range(start, stop, stride)
+
+
+def strided_slice_indices(shape: list[int], attrs: dict[str, Any]) -> tuple[list[range], list[int]]:
+    """Per-axis input indices of a STRIDED_SLICE and the output shape (shrunk axes dropped)."""
+    begin, end, strides = attrs["begin"], attrs["end"], attrs["strides"]
+    if not len(begin) == len(end) == len(strides) == len(shape):
+        raise UnsupportedOp("begin/end/strides must have one entry per input dimension")
+    if attrs.get("ellipsis_mask") or attrs.get("new_axis_mask"):
+        raise UnsupportedOp("STRIDED_SLICE ellipsis and new-axis masks are not supported")
+    if attrs.get("offset"):
+        raise UnsupportedOp("STRIDED_SLICE with offset=true is not supported")
+    if any(s == 0 for s in strides):
+        raise UnsupportedOp("STRIDED_SLICE stride 0")
+    ranges, out_shape = [], []
+    for d, size in enumerate(shape):
+        shrink = bool(attrs["shrink_axis_mask"] >> d & 1)
+        r = _slice_axis(
+            size,
+            int(begin[d]),
+            int(end[d]),
+            int(strides[d]),
+            bool(attrs["begin_mask"] >> d & 1),
+            bool(attrs["end_mask"] >> d & 1),
+            shrink,
+        )
+        ranges.append(r)
+        if not shrink:
+            out_shape.append(len(r))
+    return ranges, out_shape
+
+
+@_lowering("strided_slice")
+def _lower_strided_slice(graph: Graph, op: Op) -> dict[str, Any]:
+    x, y = _io(graph, op)
+    _same_storage(x, y, "STRIDED_SLICE")
+    ranges, out_shape = strided_slice_indices(list(x.shape), op.attrs)
+    if int(np.prod(out_shape, dtype=np.int64)) != y.size:
+        raise UnsupportedOp(f"slice gives {out_shape}, the output is {list(y.shape)}")
+    strides = _strides(list(x.shape))
+    loops = [
+        {"n": len(r), "step": r.step * st}
+        for r, st in zip(ranges, strides, strict=True)
+        if len(r) > 1
+    ]
+    start = sum(r.start * st for r, st in zip(ranges, strides, strict=True) if len(r) > 0)
+    return {"start": start, "loops": loops, "empty": y.size == 0}
 
 
 def lower(graph: Graph, where: str = "") -> Graph:
