@@ -407,7 +407,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("targets", "list the targets code can be generated for", "example:\n  edgekit targets")
     p.set_defaults(fn=cmd_targets)
+    _register_command_modules(add)
     return parser
+
+
+def _register_command_modules(add: Any) -> None:
+    import importlib
+    import pkgutil
+
+    from edgekit import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"edgekit.commands.{info.name}").register(add)
 
 
 def main(argv: list[str] | None = None) -> int:
