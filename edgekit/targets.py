@@ -36,7 +36,16 @@ KNOWN_CAPABILITIES = frozenset(
     }
 )
 #: Kernel families codegen knows, in the order a target prefers them.
-KNOWN_KERNELS = frozenset({"mve", "dsp", "rvv", "neon", "portable"})
+def _kernel_families() -> frozenset[str]:
+    """Families that have templates: adding a family's template folder makes it selectable."""
+    import codegen
+
+    templates = Path(codegen.__file__).resolve().parent / "templates"
+    return frozenset(p.name for p in templates.iterdir() if p.is_dir() and p.name != "hls")
+
+
+# families a target may already prefer before their templates exist (it falls back to the next)
+KNOWN_KERNELS = _kernel_families() | {"dsp", "mve", "rvv", "neon", "portable"}
 EMULATOR_KINDS = frozenset({"qemu-system", "qemu-user", "native", "none"})
 COUNTING_METHODS = frozenset({"icount-timer", "icount-csr", "none"})
 BOARD_IO = frozenset({"semihost", "stdio"})
