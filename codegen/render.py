@@ -6,8 +6,10 @@ timestamps or absolute paths are written, so identical inputs give byte-identica
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,90 @@ class GeneratedModel:
     consts: dict[str, str] = field(default_factory=dict)  # tensor name -> C identifier
 
 
+# C99 guarantees 63 significant characters in internal identifiers; longer names are cut and
+# keep a hash of the full text so that distinct names stay distinct.
+C_IDENT_MAX = 63
+_STD_HEADERS = {
+    "assert",
+    "complex",
+    "ctype",
+    "errno",
+    "fenv",
+    "float",
+    "inttypes",
+    "iso646",
+    "limits",
+    "locale",
+    "math",
+    "setjmp",
+    "signal",
+    "stdarg",
+    "stdbool",
+    "stddef",
+    "stdint",
+    "stdio",
+    "stdlib",
+    "string",
+    "tgmath",
+    "time",
+    "wchar",
+    "wctype",
+}
+
+
 def c_ident(text: str) -> str:
     out = re.sub(r"[^0-9a-zA-Z_]", "_", text)
     out = re.sub(r"_+", "_", out).strip("_") or "x"
-    return out if not out[0].isdigit() else "_" + out
+    # a leading underscore would make a file-scope name reserved (C99 7.1.3)
+    out = out if not out[0].isdigit() else "m_" + out
+    if len(out) > C_IDENT_MAX:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        out = out[: C_IDENT_MAX - 9].rstrip("_") + "_" + digest
+    return out
+
+
+@cache
+def _included_headers() -> frozenset[str]:
+    """Stems of every header generated code includes: a model file must not shadow one."""
+    sources = [*TEMPLATES.rglob("*.j2"), *resource_dir("csrc").glob("*.h")]
+    found = {m for f in sources for m in re.findall(r'#include\s*[<"](\w+)\.h[>"]', f.read_text())}
+    return frozenset(found | _STD_HEADERS)
+
+
+def model_ident(text: str) -> str:
+    """The model's C prefix and file stem: an identifier that collides with no edgekit name.
+
+    `<name>.h` must not shadow a header the code includes (a model called "string" would
+    replace <string.h> for `-I`), and `<name>_arena` must not meet the model's own `ek_` statics.
+    """
+    name = c_ident(text).lower()
+    reserved = name == "ek" or name.startswith(("ek_", "edgekit", "harness"))
+    if reserved or name in _included_headers():
+        name = c_ident("m_" + name)
+    return name
+
+
+def c_comment(text: object, limit: int = 120) -> str:
+    """Text safe inside a /* */ comment: printable ASCII, no comment delimiters, no newlines."""
+    s = str(text).encode("ascii", "backslashreplace").decode("ascii")
+    s = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in s)
+    s = s.replace("*/", "*\\/").replace("/*", "/\\*").replace("??", "?\\?")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def c_string(text: object, limit: int = 255) -> str:
+    """A C99 string literal holding text's UTF-8 bytes (at most `limit`), every byte escaped
+    that could end the literal, start an escape or a trigraph, or is not printable ASCII."""
+    out = []
+    for b in str(text).encode("utf-8", "backslashreplace")[:limit]:
+        c = chr(b)
+        if c in '"\\?':
+            out.append("\\" + c)
+        elif 32 <= b < 127:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03o}")  # three digits: the next character cannot join it
+    return '"' + "".join(out) + '"'
 
 
 def _c_literal(value: Any, dtype: str) -> str:
@@ -79,6 +161,9 @@ class _Env:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        # names from model files reach comments and string literals only through these
+        self.env.filters["c_comment"] = c_comment
+        self.env.filters["c_string"] = c_string
 
     def render(self, template: str, **ctx: Any) -> str:
         return self.env.get_template(template).render(**ctx)
@@ -107,7 +192,7 @@ def render_model(
 ) -> GeneratedModel:
     """Render model.h, model.c, <name>_weights.h and harness_model.h for a lowered graph."""
     env = _Env()
-    name = c_ident(graph.name).lower()
+    name = model_ident(graph.name)
     families = families or ["portable"]
     capabilities = capabilities or set()
 

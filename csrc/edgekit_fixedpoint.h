@@ -209,7 +209,9 @@ EK_INLINE int32_t ek_reciprocal_q0(int32_t x, int int_bits, int *bits_over_unit)
         ++headroom_plus_one;
     }
     *bits_over_unit = int_bits - headroom_plus_one;
-    const int32_t shifted_minus_one = (int32_t)((ux << headroom_plus_one) - (UINT32_C(1) << 31));
+    const int32_t shifted_minus_one = (int32_t)(
+        /* x == 0 would shift by 32; softmax never passes it (its sum is at least 2^19) */
+        (headroom_plus_one < 32 ? ux << headroom_plus_one : 0u) - (UINT32_C(1) << 31));
     return ek_one_over_one_plus_x_q0(shifted_minus_one);
 }
 

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+# Names inside model files reach messages; terminal control sequences in them must not reach
+# the user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
 
 class EdgekitError(Exception):
     """A user-facing error: what went wrong, where, and what to do about it."""
@@ -20,4 +30,4 @@ class EdgekitError(Exception):
         text = "".join(parts)
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        return _printable(text)

@@ -12,7 +12,7 @@ APT_PACKAGES=(
   gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross picolibc-aarch64-linux-gnu
-  qemu-system-arm qemu-system-misc qemu-user
+  qemu-system-arm qemu-system-misc qemu-user cppcheck
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -13,7 +13,18 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgekit.errors import EdgekitError
-from edgekit.ir.graph import Graph, Op, Quant, Tensor
+from edgekit.frontends.flatbuffer_check import FlatbufferError, check_tflite
+from edgekit.ir.graph import (
+    MAX_CONST_BYTES,
+    MAX_ELEMENTS,
+    MAX_OPS,
+    MAX_RANK,
+    MAX_TENSORS,
+    Graph,
+    Op,
+    Quant,
+    Tensor,
+)
 
 _TFL_TYPES = {
     schema.TensorType.INT8: "int8",
@@ -34,9 +45,11 @@ _ACTIVATIONS = {
     schema.ActivationFunctionType.RELU_N1_TO_1: "relu_n1_to_1",
 }
 
-# Hard limits checked before any allocation, so a hostile file cannot ask for gigabytes.
-MAX_TENSOR_ELEMENTS = 1 << 28
-MAX_RANK = 6
+# Hard limits checked before any allocation, so a hostile file cannot ask for gigabytes or hours
+# (the graph-wide ones live with the IR, docs/reliability.md).
+MAX_TENSOR_ELEMENTS = MAX_ELEMENTS
+MAX_OPERANDS = 1 << 10  # inputs or outputs of one operator, or of the graph
+
 
 # TFLite ops this frontend turns into IR ops (value: IR kind).
 SUPPORTED = {
@@ -64,6 +77,31 @@ SUPPORTED = {
 }
 
 
+# Option tables each operator reads; a file may omit them only where TFLite has defaults.
+_OPTIONS: dict[str, type] = {
+    "CONV_2D": schema.Conv2DOptionsT,
+    "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptionsT,
+    "FULLY_CONNECTED": schema.FullyConnectedOptionsT,
+    "AVERAGE_POOL_2D": schema.Pool2DOptionsT,
+    "MAX_POOL_2D": schema.Pool2DOptionsT,
+    "ADD": schema.AddOptionsT,
+    "SUB": schema.SubOptionsT,
+    "MUL": schema.MulOptionsT,
+    "SOFTMAX": schema.SoftmaxOptionsT,
+    "CONCATENATION": schema.ConcatenationOptionsT,
+    "MEAN": schema.ReducerOptionsT,
+    "STRIDED_SLICE": schema.StridedSliceOptionsT,
+}
+_OPTIONS_REQUIRED = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "CONCATENATION",
+    "STRIDED_SLICE",
+}
+
+
 def _opcode_name(code: Any) -> str:
     builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
     return _OPCODE_NAMES.get(builtin, f"BUILTIN_{builtin}")
@@ -84,11 +122,15 @@ class _Reader:
     def __init__(self, data: bytes, where: str) -> None:
         self.where = where
         try:
-            if len(data) < 8 or data[4:8] != b"TFL3":
-                raise ValueError("no TFL3 file identifier")
+            # offsets are checked first: the object API follows them blindly (see flatbuffer_check)
+            check_tflite(data)
             self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
-        except EdgekitError:
-            raise
+        except FlatbufferError as exc:
+            raise EdgekitError(
+                f"not a readable TFLite flatbuffer ({exc})",
+                where,
+                "check the file is a .tflite model and was copied completely",
+            ) from None
         except Exception as exc:  # the flatbuffer library raises bare Python errors on bad input
             raise EdgekitError(
                 f"not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})",
@@ -106,6 +148,16 @@ class _Reader:
             )
         self.sg = self.model.subgraphs[0]
         self.names: list[str] = []
+        for what, items, limit in (
+            ("tensors", self.sg.tensors, MAX_TENSORS),
+            ("operators", self.sg.operators, MAX_OPS),
+            ("buffers", self.model.buffers, MAX_TENSORS),
+            ("operator codes", self.model.operatorCodes, MAX_OPS),
+            ("graph inputs", self.sg.inputs, MAX_OPERANDS),
+            ("graph outputs", self.sg.outputs, MAX_OPERANDS),
+        ):
+            if items is not None and len(items) > limit:
+                raise self.error(f"model has {len(items)} {what}; edgekit accepts at most {limit}")
 
     def error(self, what: str, hint: str | None = None) -> EdgekitError:
         return EdgekitError(what, self.where, hint)
@@ -116,6 +168,7 @@ class _Reader:
         tensors: dict[str, Tensor] = {}
         buffers = self.model.buffers or []
         seen: set[str] = set()
+        const_bytes = 0
         for i, t in enumerate(self.sg.tensors or []):
             raw_name = (
                 t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
@@ -132,23 +185,37 @@ class _Reader:
                     "supported tensor types: " + ", ".join(sorted(set(_TFL_TYPES.values()))),
                 )
             dtype = _TFL_TYPES[t.type]
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            if len(shape) > MAX_RANK or any(d < 0 for d in shape):
+            dims = t.shape if t.shape is not None else []
+            if len(dims) > MAX_RANK:
+                raise self.error(f"tensor {i} '{name}' has rank {len(dims)} (at most {MAX_RANK})")
+            shape = tuple(int(d) for d in dims)
+            if any(d < 0 for d in shape):
                 raise self.error(f"tensor {i} '{name}' has an invalid shape {list(shape)}")
             if int(np.prod(shape, dtype=np.float64)) > MAX_TENSOR_ELEMENTS:
                 raise self.error(f"tensor {i} '{name}' declares {list(shape)}: too large")
             quant = self._quant(t, i, name)
             data = None
+            if 0 < t.buffer < len(buffers) and buffers[t.buffer].offset > 1:
+                raise self.error(
+                    f"tensor {i} '{name}' keeps its data outside the flatbuffer (buffer offset)",
+                    "models over 2 GB with external buffers are not supported",
+                )
             if 0 < t.buffer < len(buffers) and buffers[t.buffer].data is not None:
-                raw = np.asarray(buffers[t.buffer].data, dtype=np.uint8).tobytes()
-                if len(raw) > 0:
+                stored = np.asarray(buffers[t.buffer].data, dtype=np.uint8)
+                if stored.size > 0:
                     expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-                    if len(raw) != expected:
+                    if stored.size != expected:
                         raise self.error(
-                            f"tensor {i} '{name}': buffer holds {len(raw)} bytes, shape "
+                            f"tensor {i} '{name}': buffer holds {stored.size} bytes, shape "
                             f"{list(shape)} of {dtype} needs {expected}"
                         )
-                    data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+                    const_bytes += expected
+                    if const_bytes > MAX_CONST_BYTES:
+                        raise self.error(
+                            f"constant data exceeds {MAX_CONST_BYTES >> 20} MB",
+                            "edgekit compiles models for microcontrollers; check the model",
+                        )
+                    data = np.frombuffer(stored.tobytes(), dtype=dtype).reshape(shape).copy()
             elif t.buffer >= len(buffers) and t.buffer != 0:
                 raise self.error(f"tensor {i} '{name}' refers to missing buffer {t.buffer}")
             tensors[name] = Tensor(name, shape, dtype, quant, data)
@@ -158,14 +225,13 @@ class _Reader:
         q = t.quantization
         if q is None or q.scale is None or len(q.scale) == 0:
             return None
-        scale = np.asarray(q.scale, dtype=np.float32)
+        scale = np.asarray(q.scale, dtype=np.float32).reshape(-1)
         zp = np.asarray(
-            q.zeroPoint if q.zeroPoint is not None else [0] * scale.size, dtype=np.int64
-        )
+            q.zeroPoint if q.zeroPoint is not None else np.zeros(scale.size), dtype=np.int64
+        ).reshape(-1)
         if zp.size != scale.size:
             raise self.error(f"tensor {i} '{name}': {scale.size} scales but {zp.size} zero points")
-        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            raise self.error(f"tensor {i} '{name}': quantization scales must be finite and > 0")
+        # the scale, zero point and axis ranges are checked with the graph (Graph.validate)
         axis = int(q.quantizedDimension) if scale.size > 1 else None
         return Quant(scale, zp, axis)
 
@@ -177,7 +243,7 @@ class _Reader:
         unsupported: list[str] = []
         ops: list[Op] = []
         for idx, o in enumerate(self.sg.operators or []):
-            if o.opcodeIndex >= len(codes):
+            if not 0 <= o.opcodeIndex < len(codes):
                 raise self.error(f"operator {idx} refers to missing operator code {o.opcodeIndex}")
             opname = _opcode_name(codes[o.opcodeIndex])
             if opname not in SUPPORTED:
@@ -189,20 +255,17 @@ class _Reader:
                     opname = f"CUSTOM ({name})"
                 unsupported.append(f"  #{idx} {opname}")
                 continue
-            ins = [
-                self.names[i] if i >= 0 else "" for i in (o.inputs if o.inputs is not None else [])
-            ]
-            outs = [self.names[i] for i in (o.outputs if o.outputs is not None else [])]
-            for i in list(o.inputs if o.inputs is not None else []) + list(
-                o.outputs if o.outputs is not None else []
-            ):
-                if i >= len(self.names):
-                    raise self.error(f"operator {idx} ({opname}) refers to missing tensor {i}")
+            in_idx = self._indices(o.inputs, f"operator {idx} ({opname}) input", optional=True)
+            out_idx = self._indices(o.outputs, f"operator {idx} ({opname}) output")
+            ins = [self.names[i] if i >= 0 else "" for i in in_idx]
+            outs = [self.names[i] for i in out_idx]
+            if not outs:
+                raise self.error(f"operator {idx} ({opname}) has no output")
             try:
                 attrs = self._attrs(opname, o, tensors, ins, outs)
             except EdgekitError:
                 raise
-            except (ValueError, IndexError, KeyError, TypeError) as exc:
+            except (ValueError, IndexError, KeyError, TypeError, ArithmeticError) as exc:
                 raise self.error(f"operator {idx} ({opname}): {exc}") from None
             ops.append(Op(SUPPORTED[opname], f"op{idx}_{SUPPORTED[opname]}", ins, outs, attrs))
         if unsupported:
@@ -210,8 +273,8 @@ class _Reader:
                 f"{len(unsupported)} unsupported operator(s):\n" + "\n".join(unsupported),
                 "supported: " + ", ".join(sorted(SUPPORTED)),
             )
-        inputs = [self.names[i] for i in (self.sg.inputs if self.sg.inputs is not None else [])]
-        outputs = [self.names[i] for i in (self.sg.outputs if self.sg.outputs is not None else [])]
+        inputs = [self.names[i] for i in self._indices(self.sg.inputs, "graph input")]
+        outputs = [self.names[i] for i in self._indices(self.sg.outputs, "graph output")]
         # tensor index -> IR name, so reference values keyed by TFLite index can be matched
         meta = {"source_format": "tflite", "tflite_tensor_names": list(self.names)}
         graph = Graph(graph_name, tensors, ops, inputs, outputs, meta)
@@ -221,10 +284,31 @@ class _Reader:
             raise self.error(f"malformed graph: {exc}") from None
         return graph
 
+    def _indices(self, values: Any, what: str, optional: bool = False) -> list[int]:
+        """Tensor indices of a list, each checked; -1 marks an absent optional input."""
+        values = values if values is not None else []
+        if len(values) > MAX_OPERANDS:
+            raise self.error(f"{what}s: {len(values)} tensors, at most {MAX_OPERANDS}")
+        out = [int(i) for i in values]
+        for i in out:
+            if not (-1 if optional else 0) <= i < len(self.names):
+                raise self.error(f"{what} refers to missing tensor {i}")
+        return out
+
     def _attrs(
         self, opname: str, o: Any, tensors: dict[str, Tensor], ins: list[str], outs: list[str]
     ) -> dict[str, Any]:
         opt = o.builtinOptions
+        expected = _OPTIONS.get(opname)
+        if (
+            expected is not None
+            and not isinstance(opt, expected)
+            and (opt is not None or opname in _OPTIONS_REQUIRED)
+        ):
+            raise ValueError(
+                f"options are {type(opt).__name__.removesuffix('T')}, expected "
+                f"{expected.__name__.removesuffix('T')}"
+            )
         x = tensors[ins[0]] if ins and ins[0] else None
         y = tensors[outs[0]]
         if opname in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -266,7 +350,8 @@ class _Reader:
                 "keep_num_dims": bool(opt.keepNumDims) if opt else False,
             }
         if opname in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            assert x is not None
+            if x is None or len(x.shape) != 4 or len(y.shape) != 4:
+                raise ValueError("expects 4-D input and output (NHWC)")
             fh, fw = int(opt.filterHeight), int(opt.filterWidth)
             sh, sw = int(opt.strideH), int(opt.strideW)
             if min(fh, fw, sh, sw) < 1:
@@ -300,6 +385,8 @@ class _Reader:
             if axes is None:
                 raise ValueError("MEAN axes must be constant")
             rank = len(x.shape) if x is not None else 0
+            if rank == 0:
+                raise ValueError("MEAN of a scalar")
             return {
                 "axes": sorted(int(a) % rank for a in axes.reshape(-1)),
                 "keep_dims": bool(opt.keepDims) if opt else False,

@@ -7,6 +7,7 @@ their state tensors. Everything a code generator needs is in the graph; nothing 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,60 @@ C_TYPES: dict[str, str] = {
     "float16": "uint16_t",
     "float32": "float",
 }
+
+
+# Limits every reader enforces (through validate) before later passes size anything from a shape.
+# They sit far above what fits a microcontroller, and keep compiling any accepted file within a few
+# seconds and well under 1 GB (docs/reliability.md has the measurements).
+MAX_RANK = 6
+MAX_ELEMENTS = 1 << 28
+MAX_TENSORS = 1 << 14
+MAX_OPS = 1 << 11
+MAX_CONST_BYTES = 8 << 20  # rendering costs about 80 bytes of Python memory per constant byte
+# Scales outside this range only come from corrupt files, and their multipliers or activation
+# bounds overflow float32 arithmetic in lowering.
+MIN_SCALE, MAX_SCALE = 1e-30, 1e30
+# Op names appear in C comments of every kernel template, so they are kept to a plain alphabet.
+OP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:#-]{0,127}")
+
+
+def _check_tensor(t: Tensor) -> None:
+    if t.dtype not in DTYPES:
+        raise ValueError(f"tensor '{t.name}' has unknown dtype {t.dtype}")
+    if len(t.shape) > MAX_RANK or any(not isinstance(d, int) or d < 0 for d in t.shape):
+        raise ValueError(f"tensor '{t.name}' has an invalid shape {list(t.shape)}")
+    if int(np.prod(t.shape, dtype=np.float64)) > MAX_ELEMENTS:
+        raise ValueError(f"tensor '{t.name}' declares {list(t.shape)}: more than {MAX_ELEMENTS}")
+    if t.data is not None and (t.data.shape != t.shape or t.data.dtype != DTYPES[t.dtype]):
+        raise ValueError(f"tensor '{t.name}' holds data that does not match its shape and dtype")
+    q = t.quant
+    if q is None:
+        return
+    scale, zp = np.asarray(q.scale).reshape(-1), np.asarray(q.zero_point).reshape(-1)
+    if scale.size == 0 or scale.size != zp.size:
+        raise ValueError(f"tensor '{t.name}': {scale.size} scales but {zp.size} zero points")
+    if not np.all(np.isfinite(scale)) or np.any((scale < MIN_SCALE) | (scale > MAX_SCALE)):
+        raise ValueError(
+            f"tensor '{t.name}': quantization scales must be finite and in "
+            f"[{MIN_SCALE:g}, {MAX_SCALE:g}]"
+        )
+    kind = DTYPES[t.dtype]
+    lo, hi = (
+        (int(np.iinfo(kind).min), int(np.iinfo(kind).max))
+        if kind.kind in "iu" and kind.itemsize <= 4
+        else (-(1 << 31), (1 << 31) - 1)
+    )
+    if np.any((zp < lo) | (zp > hi)):
+        raise ValueError(f"tensor '{t.name}': zero point outside the {t.dtype} range")
+    if scale.size > 1:
+        axis = q.axis
+        if not isinstance(axis, int) or not 0 <= axis < len(t.shape):
+            raise ValueError(f"tensor '{t.name}': quantized dimension {axis} is out of range")
+        if t.shape[axis] != scale.size:
+            raise ValueError(
+                f"tensor '{t.name}': {scale.size} scales for dimension {axis} of size "
+                f"{t.shape[axis]}"
+            )
 
 
 def dtype_name(dt: np.dtype | type) -> str:
@@ -136,12 +191,36 @@ class Graph:
         return name
 
     def validate(self) -> None:
-        """Check the graph is well formed: known tensors, topological order, single producers."""
+        """Check the graph is well formed: known tensors, topological order, single producers.
+
+        Also the per-tensor limits (rank, element count, quantization ranges), so that no later
+        pass sizes anything from an unchecked number.
+        """
+        if len(self.tensors) > MAX_TENSORS or len(self.ops) > MAX_OPS:
+            raise ValueError(f"more than {MAX_TENSORS} tensors or {MAX_OPS} ops")
+        for name, t in self.tensors.items():
+            if name != t.name or not name:
+                raise ValueError(f"tensor '{name}' is registered under another name")
+            _check_tensor(t)
+        if sum(t.nbytes for t in self.tensors.values() if t.is_const) > MAX_CONST_BYTES:
+            raise ValueError(f"constants exceed {MAX_CONST_BYTES >> 20} MB")
+        if not self.inputs or not self.outputs:
+            raise ValueError("the graph needs at least one input and one output")
         defined = set(self.inputs) | {n for n, t in self.tensors.items() if t.is_const}
         for name in self.inputs + self.outputs:
             if name not in self.tensors:
                 raise ValueError(f"graph input/output '{name}' is not a tensor")
+            if self.tensors[name].is_const:
+                raise ValueError(f"graph input/output '{name}' is a constant")
+        names: set[str] = set()
         for op in self.ops:
+            if not isinstance(op.name, str) or not OP_NAME.fullmatch(op.name):
+                raise ValueError(f"op name {op.name!r} is not a plain identifier")
+            if op.name in names:
+                raise ValueError(f"two ops are named '{op.name}'")
+            names.add(op.name)
+            if not op.outputs:
+                raise ValueError(f"op {op.name} has no output")
             for t in op.inputs:
                 if t and t not in defined:
                     raise ValueError(f"op {op.name} reads '{t}' before it is produced")

@@ -37,6 +37,76 @@ def _io(graph: Graph, op: Op) -> tuple[Tensor, Tensor]:
     return graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
 
 
+# Input validation: kernels index memory from shapes and attributes, so every relation they rely
+# on is checked here, once, for every frontend (a hostile file must not become an out-of-bounds
+# access in generated C).
+_C_INT_LIMIT = 1 << 30  # index arithmetic in kernels uses C int
+_REQUIRED_INPUTS = {
+    "conv2d": 2,
+    "depthwise_conv2d": 2,
+    "fully_connected": 2,
+    "add": 2,
+    "sub": 2,
+    "mul": 2,
+}
+_IO_DTYPES = {"int8", "uint8", "int16", "int32", "float16", "float32"}  # ek_tensor_info_t types
+
+
+def _same_size(x: Tensor, y: Tensor) -> None:
+    if x.size != y.size:
+        raise UnsupportedOp(f"'{x.name}' has {x.size} elements but '{y.name}' has {y.size}")
+
+
+def _ints(
+    value: Any, what: str, n: int | None = None, lo: int | None = None, limit: int = _C_INT_LIMIT
+) -> list[int]:
+    """A flat list of Python ints (optionally n of them, each >= lo), or UnsupportedOp."""
+    if not isinstance(value, list | tuple) or (n is not None and len(value) != n):
+        raise UnsupportedOp(f"{what} must be a list of {n if n is not None else 'some'} integers")
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value):
+        raise UnsupportedOp(f"{what} must hold integers, not {value!r:.60}")
+    out = [int(v) for v in value]
+    if lo is not None and any(v < lo for v in out):
+        raise UnsupportedOp(f"{what} {out} must be >= {lo}")
+    if any(abs(v) > limit for v in out):
+        raise UnsupportedOp(f"{what} {out} is out of range")
+    return out
+
+
+def _window(
+    size: int, out: int, filt: int, stride: int, dilation: int, pad: int, what: str
+) -> None:
+    """The output size and leading pad must be the ones TFLite's SAME or VALID padding gives."""
+    eff = (filt - 1) * dilation + 1
+    same = (size + stride - 1) // stride
+    same_pad = max(0, (same - 1) * stride + eff - size) // 2
+    valid = (size - eff + stride) // stride
+    if (out, pad) not in ((same, same_pad), (valid, 0)):
+        raise UnsupportedOp(
+            f"{what}: output {out} with pad {pad} is neither SAME ({same}, pad {same_pad}) nor "
+            f"VALID ({valid}) for input {size}, filter {filt}, stride {stride}, dilation {dilation}"
+        )
+    if (out - 1) * stride + eff + size > _C_INT_LIMIT:
+        raise UnsupportedOp(f"{what}: window geometry is too large")
+
+
+def _geometry(op: Op, x: Tensor, y: Tensor, kh: int, kw: int, dilated: bool = True) -> None:
+    """Strides, dilations and pads of a 2-D window op, against its NHWC shapes."""
+    if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[0] != y.shape[0]:
+        raise UnsupportedOp(
+            f"expects 4-D NHWC input and output with one batch size, got "
+            f"{list(x.shape)} -> {list(y.shape)}"
+        )
+    sh, sw = _ints(op.attrs.get("stride"), "stride", 2, 1)
+    # kernels read every attribute they use, so each must be present (no defaults here)
+    dh, dw = _ints(op.attrs.get("dilation"), "dilation", 2, 1) if dilated else (1, 1)
+    pt, pl = _ints(op.attrs.get("pad"), "pad", 2, 0)
+    if min(kh, kw) < 1:
+        raise UnsupportedOp(f"filter {kh}x{kw} is empty")
+    _window(x.shape[1], y.shape[1], kh, sh, dh, pt, "height")
+    _window(x.shape[2], y.shape[2], kw, sw, dw, pl, "width")
+
+
 def _need_int8(*tensors: Tensor) -> None:
     for t in tensors:
         if t.dtype != "int8":
@@ -58,7 +128,10 @@ def _f32(x: float) -> float:
 
 def _act_range(op: Op, out: Tensor) -> tuple[int, int]:
     s, z = _per_tensor(out)
-    return fp.activation_range(op.attrs.get("activation", "none"), s, z, out.dtype)
+    try:
+        return fp.activation_range(op.attrs.get("activation", "none"), s, z, out.dtype)
+    except ValueError as exc:
+        raise UnsupportedOp(str(exc)) from None
 
 
 @_lowering("conv2d", "depthwise_conv2d")
@@ -70,11 +143,26 @@ def _lower_conv(graph: Graph, op: Op) -> dict[str, Any]:
         raise UnsupportedOp("filter must be constant")
     in_s, in_z = _per_tensor(x)
     out_s, out_z = _per_tensor(y)
+    if len(w.shape) != 4:
+        raise UnsupportedOp(f"filter must be 4-D, got {list(w.shape)}")
+    _geometry(op, x, y, w.shape[1], w.shape[2])
     channels = y.shape[3]
+    if op.kind == "conv2d":
+        expect = (channels, w.shape[1], w.shape[2], x.shape[3])
+    else:
+        mult = op.attrs.get("depth_multiplier")
+        if not isinstance(mult, int) or mult < 1 or x.shape[3] * mult != channels:
+            raise UnsupportedOp(
+                f"depth multiplier {mult!r} does not map {x.shape[3]} input channels to {channels}"
+            )
+        expect = (1, w.shape[1], w.shape[2], channels)
+    if w.shape != expect:
+        raise UnsupportedOp(f"filter shape {list(w.shape)} should be {list(expect)}")
     assert w.quant is not None
     if np.any(w.quant.zero_point != 0):
         raise UnsupportedOp("int8 filters must be symmetric (zero point 0)")
-    if w.quant.per_channel and w.quant.scale.size != channels:
+    channel_axis = 0 if op.kind == "conv2d" else 3
+    if w.quant.per_channel and (w.quant.scale.size != channels or w.quant.axis != channel_axis):
         raise UnsupportedOp(f"filter has {w.quant.scale.size} scales for {channels} channels")
     mult, shift = fp.conv_channel_multipliers(in_s, w.quant.scale, out_s, channels)
     bias = _bias(graph, op, channels)
@@ -95,6 +183,8 @@ def _bias(graph: Graph, op: Op, channels: int) -> np.ndarray:
         b = graph.tensor(op.inputs[2])
         if b.data is None or b.dtype != "int32":
             raise UnsupportedOp("bias must be a constant int32 tensor")
+        if b.size != channels:
+            raise UnsupportedOp(f"bias has {b.size} values for {channels} output channels")
         return b.data.astype(np.int32).reshape(-1).copy()
     return np.zeros(channels, dtype=np.int32)
 
@@ -107,13 +197,20 @@ def _lower_fc(graph: Graph, op: Op) -> dict[str, Any]:
     if w.data is None or len(w.shape) != 2:
         raise UnsupportedOp("weights must be a constant 2-D tensor [units, depth]")
     units, depth = w.shape
-    if x.size % depth:
+    if depth == 0 or x.size % depth:
         raise UnsupportedOp(f"input size {x.size} is not a multiple of the weight depth {depth}")
+    if y.size != x.size // depth * units:
+        raise UnsupportedOp(
+            f"output has {y.size} elements, {x.size // depth} rows of {units} "
+            "units need " + str(x.size // depth * units)
+        )
     in_s, in_z = _per_tensor(x)
     out_s, out_z = _per_tensor(y)
     assert w.quant is not None
     w_z = w.quant.zero_point.astype(np.int64)
     if w.quant.per_channel:
+        if w.quant.axis != 0:
+            raise UnsupportedOp("per-channel weights must be quantized along the units axis")
         if np.any(w_z != 0):
             raise UnsupportedOp("per-channel weights must be symmetric")
         mult, shift = fp.conv_channel_multipliers(in_s, w.quant.scale, out_s, units)
@@ -154,6 +251,10 @@ def _lower_pool(graph: Graph, op: Op) -> dict[str, Any]:
     _need_int8(x, y)
     if x.quant != y.quant:
         raise UnsupportedOp("pooling needs the same quantization on input and output")
+    fh, fw = _ints(op.attrs.get("filter"), "filter", 2, 1)
+    _geometry(op, x, y, fh, fw, dilated=False)
+    if x.shape[3] != y.shape[3]:
+        raise UnsupportedOp(f"pooling changes the channels: {list(x.shape)} -> {list(y.shape)}")
     lo, hi = _act_range(op, y)
     return {"act_min": lo, "act_max": hi}
 
@@ -206,7 +307,7 @@ def _broadcast_strides(
     if a == b == y:
         return None
     rank = 4
-    if len(y) > rank:
+    if max(len(a), len(b), len(y)) > rank:
         raise UnsupportedOp("broadcasting is implemented for up to 4 dimensions")
 
     def pad(s: tuple[int, ...]) -> list[int]:
@@ -243,7 +344,16 @@ def _lower_softmax(graph: Graph, op: Op) -> dict[str, Any]:
     s_out, z_out = _per_tensor(y)
     if z_out != -128 or not np.isclose(s_out, 1.0 / 256, rtol=0, atol=1e-8 * 256):
         raise UnsupportedOp("int8 softmax output must have scale 1/256 and zero point -128")
-    mult, shift, diff_min = fp.softmax_params(op.attrs.get("beta", 1.0), s_in)
+    beta = op.attrs.get("beta", 1.0)
+    if not isinstance(beta, float | int) or not np.isfinite(beta) or beta <= 0:
+        raise UnsupportedOp(f"softmax beta {beta!r} must be a positive number")
+    if not x.shape or x.shape[-1] == 0:
+        raise UnsupportedOp("softmax needs a non-empty last dimension")
+    _same_size(x, y)
+    try:
+        mult, shift, diff_min = fp.softmax_params(beta, s_in)
+    except ValueError as exc:
+        raise UnsupportedOp(str(exc)) from None
     depth = x.shape[-1]
     return {
         "input_multiplier": mult,
@@ -257,6 +367,7 @@ def _lower_softmax(graph: Graph, op: Op) -> dict[str, Any]:
 @_lowering("relu", "quantize")
 def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
+    _same_size(x, y)
     if op.kind == "quantize" and x.dtype == "float32":
         _need_int8(y)
         s, z = _per_tensor(y)
@@ -284,6 +395,7 @@ def _lower_relu6(graph: Graph, op: Op) -> dict[str, Any]:
     # output's own scale and zero point are never read. Reproduced as is, for bit-exactness.
     x, y = _io(graph, op)
     _need_int8(x, y)
+    _same_size(x, y)
     s_in, z_in = _per_tensor(x)
     _per_tensor(y)
     return {"mode": "clamp", "act_min": z_in, "act_max": fp.quantize_float(6.0, s_in, z_in)}
@@ -295,6 +407,8 @@ def _sigmoid_tanh_q(x: Tensor) -> dict[str, Any]:
         mult, shift, radius = fp.sigmoid_tanh_params(s_in)
     except ValueError as exc:
         raise UnsupportedOp(str(exc)) from None
+    if shift > 30:
+        raise UnsupportedOp(f"input scale {s_in} is too large for the Q4 input rescale")
     return {"input_zero_point": z_in, "multiplier": mult, "shift": shift, "radius": radius}
 
 
@@ -302,6 +416,7 @@ def _sigmoid_tanh_q(x: Tensor) -> dict[str, Any]:
 def _lower_logistic(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
     _need_int8(x, y)
+    _same_size(x, y)
     s_out, z_out = _per_tensor(y)
     # the kernel writes a fixed Q0.8 result; other output quantizations would be misread
     if z_out != -128 or float(np.float32(s_out)) != 1.0 / 256:
@@ -313,6 +428,7 @@ def _lower_logistic(graph: Graph, op: Op) -> dict[str, Any]:
 def _lower_tanh(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
     _need_int8(x, y)
+    _same_size(x, y)
     s_out, z_out = _per_tensor(y)
     if z_out != 0 or float(np.float32(s_out)) != 1.0 / 128:
         raise UnsupportedOp("int8 TANH output must have scale 1/128 and zero point 0")
@@ -323,6 +439,7 @@ def _lower_tanh(graph: Graph, op: Op) -> dict[str, Any]:
 def _lower_dequantize(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
     _need_int8(x)
+    _same_size(x, y)
     if y.dtype != "float32":
         raise UnsupportedOp("DEQUANTIZE is implemented to float32")
     s, z = _per_tensor(x)
@@ -333,6 +450,8 @@ def _same_storage(x: Tensor, y: Tensor, what: str) -> None:
     """Data-movement ops copy stored values, so input and output must mean the same thing."""
     if x.dtype != y.dtype:
         raise UnsupportedOp(f"{what} changes the type from {x.dtype} to {y.dtype}")
+    if x.dtype not in ("int8", "uint8", "int16", "int32", "float32"):
+        raise UnsupportedOp(f"{what} of {x.dtype} tensors is not implemented")
     if (x.quant is None) != (y.quant is None) or (
         x.quant is not None
         and y.quant is not None
@@ -364,7 +483,10 @@ def _lower_pad(graph: Graph, op: Op) -> dict[str, Any]:
     _same_storage(x, y, "PAD")
     if len(op.inputs) > 2 and op.inputs[2]:
         raise UnsupportedOp("PAD with an explicit constant value is not supported")
-    pads = [list(map(int, p)) for p in op.attrs["paddings"]]
+    raw = op.attrs.get("paddings")
+    if not isinstance(raw, list) or not all(isinstance(p, list) for p in raw):
+        raise UnsupportedOp("paddings must be a [rank, 2] list of integers")
+    pads = [_ints(p, "paddings row") for p in raw]
     if len(pads) != len(x.shape) or any(len(p) != 2 for p in pads):
         raise UnsupportedOp(f"paddings {pads} do not match the input rank {len(x.shape)}")
     if any(v < 0 for p in pads for v in p):
@@ -393,13 +515,17 @@ def _lower_concat(graph: Graph, op: Op) -> dict[str, Any]:
     y = graph.tensor(op.outputs[0])
     if op.attrs.get("activation", "none") != "none":
         raise UnsupportedOp("CONCATENATION with a fused activation is not supported (nor by TFLM)")
-    axis = int(op.attrs["axis"])
+    axis = op.attrs.get("axis")
+    if not isinstance(axis, int):
+        raise UnsupportedOp(f"axis {axis!r} is not an integer")
     rank = len(y.shape)
     if not 0 <= axis < rank:
         raise UnsupportedOp(f"axis {axis} is out of range for rank {rank}")
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
     chunks = []
     total = 0
+    if not all(op.inputs):
+        raise UnsupportedOp("CONCATENATION has an absent input")
     for name in op.inputs:
         t = graph.tensor(name)
         _same_storage(t, y, "CONCATENATION")
@@ -421,7 +547,9 @@ def _lower_mean(graph: Graph, op: Op) -> dict[str, Any]:
     _need_int8(x, y)
     s_in, z_in = _per_tensor(x)
     s_out, z_out = _per_tensor(y)
-    axes = sorted(set(op.attrs["axes"]))
+    axes = sorted(set(_ints(op.attrs.get("axes"), "axes", lo=0)))
+    if any(a >= len(x.shape) for a in axes):
+        raise UnsupportedOp(f"axes {axes} are out of range for rank {len(x.shape)}")
     shape = list(x.shape)
     kept = [d for d in range(len(shape)) if d not in axes]
     if int(np.prod([shape[d] for d in kept], dtype=np.int64)) != y.size:
@@ -463,9 +591,15 @@ def _slice_axis(
 
 def strided_slice_indices(shape: list[int], attrs: dict[str, Any]) -> tuple[list[range], list[int]]:
     """Per-axis input indices of a STRIDED_SLICE and the output shape (shrunk axes dropped)."""
-    begin, end, strides = attrs["begin"], attrs["end"], attrs["strides"]
-    if not len(begin) == len(end) == len(strides) == len(shape):
-        raise UnsupportedOp("begin/end/strides must have one entry per input dimension")
+    n = len(shape)
+    # begin and end are clamped to the shape below; TFLite writes int32 sentinels there
+    begin, end, strides = (
+        _ints(attrs.get(k), k, n, limit=1 << 31) for k in ("begin", "end", "strides")
+    )
+    for key in ("begin_mask", "end_mask", "shrink_axis_mask", "ellipsis_mask", "new_axis_mask"):
+        # an absent mask is 0, as in TFLite's options table
+        if not isinstance(attrs.get(key, 0), int) or isinstance(attrs.get(key), bool):
+            raise UnsupportedOp(f"{key} must be an integer")
     if attrs.get("ellipsis_mask") or attrs.get("new_axis_mask"):
         raise UnsupportedOp("STRIDED_SLICE ellipsis and new-axis masks are not supported")
     if attrs.get("offset"):
@@ -474,14 +608,14 @@ def strided_slice_indices(shape: list[int], attrs: dict[str, Any]) -> tuple[list
         raise UnsupportedOp("STRIDED_SLICE stride 0")
     ranges, out_shape = [], []
     for d, size in enumerate(shape):
-        shrink = bool(attrs["shrink_axis_mask"] >> d & 1)
+        shrink = bool(attrs.get("shrink_axis_mask", 0) >> d & 1)
         r = _slice_axis(
             size,
             int(begin[d]),
             int(end[d]),
             int(strides[d]),
-            bool(attrs["begin_mask"] >> d & 1),
-            bool(attrs["end_mask"] >> d & 1),
+            bool(attrs.get("begin_mask", 0) >> d & 1),
+            bool(attrs.get("end_mask", 0) >> d & 1),
             shrink,
         )
         ranges.append(r)
@@ -510,14 +644,25 @@ def _lower_strided_slice(graph: Graph, op: Op) -> dict[str, Any]:
 def lower(graph: Graph, where: str = "") -> Graph:
     """Attach integer parameters to every op; one error lists every op that cannot be lowered."""
     problems: list[str] = []
+    for name in graph.inputs + graph.outputs:
+        if graph.tensor(name).dtype not in _IO_DTYPES:
+            problems.append(f"  graph input/output '{name}' is {graph.tensor(name).dtype}")
     for idx, op in enumerate(graph.ops):
         fn = _LOWERINGS.get(op.kind)
         if fn is None:
             problems.append(f"  #{idx} {op.name}: no kernel for '{op.kind}' yet")
             continue
+        need = _REQUIRED_INPUTS.get(op.kind, 1)
+        if len(op.inputs) < need or not all(op.inputs[:need]) or not op.outputs[0]:
+            problems.append(f"  #{idx} {op.name}: needs {need} input(s) and an output")
+            continue
         try:
             op.attrs["q"] = fn(graph, op)
         except UnsupportedOp as exc:
+            problems.append(f"  #{idx} {op.name}: {exc}")
+        except ArithmeticError as exc:  # scale ratios a float or int cannot hold
+            problems.append(f"  #{idx} {op.name}: quantization parameters out of range ({exc})")
+        except ValueError as exc:  # e.g. a lowered constant's name is already taken
             problems.append(f"  #{idx} {op.name}: {exc}")
     if problems:
         raise EdgekitError(

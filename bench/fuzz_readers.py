@@ -1,0 +1,1165 @@
+#!/usr/bin/env python3
+"""Structure-aware fuzzing of edgekit's model readers, through load_model + compile_graph.
+
+Every execution takes a seed model (the built-in DS-CNN and tiny MLP, one small model per TFLite
+operator edgekit compiles, and the MLPerf Tiny models when ../shared/models holds them), applies
+one to three random mutations and runs the result through `load_model` and `compile_graph` in a
+worker process that has an address-space limit and a timer. Success and one EdgekitError are the
+only acceptable outcomes; everything else is a finding:
+
+  crash    an exception other than EdgekitError escaped (or one was wrapped around MemoryError)
+  hang     one execution took longer than --timeout seconds
+  memory   the worker ran out of its --memory-mb allowance above its own baseline
+  died     the worker process died (a native crash, or the kernel's OOM killer)
+  bad-c    (--check-c) a model edgekit accepted gives C that gcc rejects under the strict flags,
+           or that AddressSanitizer / UBSan flags on random inputs
+
+TFLite mutants are made on the schema object API (shapes, types, quantization arrays, buffers,
+operator and tensor indices, options, graph wiring) and repacked with `pack_model`, or on the raw
+bytes (bit flips, truncation, interesting 32-bit values, offsets redirected to other tables, every
+entry of a table vector pointed at one table). .ekir mutants edit the JSON header structurally
+(values swapped for hostile ones, keys dropped, ops reordered, ranges moved, nesting deepened),
+the version and length fields, or the raw bytes, of lowered and unlowered seeds.
+
+Executions are deterministic: execution I of a reader depends only on --seed, the reader and I,
+so any finding replays in-process, with its traceback, with --replay READER:I.
+
+    python bench/fuzz_readers.py --execs 100000 --jobs 2      # the full campaign
+    python bench/fuzz_readers.py --seconds 600 --check-c 40     # a bounded run
+    python bench/fuzz_readers.py --replay ekir:1234             # one case, in this process
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from edgekit.errors import EdgekitError
+from edgekit.frontends.tflite import read_tflite
+from edgekit.frontends.tflite_writer import TFLiteBuilder, pack_model
+from edgekit.ir import serialize
+from edgekit.ir.graph import DTYPES, Graph
+from edgekit.models.dscnn import build_dscnn_kws, build_tiny_mlp
+from edgekit.pipeline import compile_graph, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+MLPERF_DIR = REPO.parent / "shared" / "models" / "mlperf-tiny"
+MLPERF = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite",
+          "ad01_int8.tflite"]  # fmt: skip
+READERS = ("tflite", "ekir")
+
+# fmt: off
+INT32 = [0, 1, -1, 2, 3, 4, 7, 8, 15, 16, 127, 128, 255, 256, -128, -129, 1000, 32767, 65535,
+         1 << 16, 1 << 20, 1 << 24, (1 << 28) + 1, 1 << 30, (1 << 31) - 1, -(1 << 31), -2, -1000]
+FLOATS = [0.0, -0.0, -1.0, math.nan, math.inf, -math.inf, 1e-45, 1e-38, 1e-31, 1e-12, 1e30,
+          3.4e38, 1.0, 0.5, 1.0 / 256, 2.0**-20, 6.0, 1e6]
+HOSTILE_JSON: list[Any] = [None, True, 0, -1, 1, 2**31, -(2**63), 2**64, 10**30, 0.5, math.nan,
+                           math.inf, -math.inf, 1e308, "", "x", "../../etc/passwd", "a*/b",
+                           "\u00e9\n\"", [], [0], [[1, 2]], {}, {"a": 1}]
+# fmt: on
+
+
+# --- seed models -------------------------------------------------------------------------------
+
+
+def _q(rng: np.random.Generator) -> tuple[float, int]:
+    return float(np.float32(10 ** rng.uniform(-2.5, -0.5))), int(rng.integers(-128, 128))
+
+
+def _conv_model(rng: np.random.Generator, depthwise: bool) -> TFLiteBuilder:
+    b = TFLiteBuilder()
+    h, w, c = (int(v) for v in rng.integers(1, 7, 3))
+    kh, kw = int(rng.integers(1, min(h, 3) + 1)), int(rng.integers(1, min(w, 3) + 1))
+    stride = int(rng.integers(1, 3))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    mult = int(rng.integers(1, 3)) if depthwise else 1
+    oc = c * mult if depthwise else int(rng.integers(1, 6))
+    osz = [
+        ((n + stride - 1) // stride) if padding == "SAME" else (n - k) // stride + 1
+        for n, k in ((h, kh), (w, kw))
+    ]
+    s_in, z_in = _q(rng)
+    x = b.tensor("x", [1, h, w, c], np.int8, s_in, z_in)
+    shape = (1, kh, kw, oc) if depthwise else (oc, kh, kw, c)
+    scales = (10 ** rng.uniform(-3, -1.5, oc)).astype(np.float32)
+    wt = b.const(
+        "w",
+        rng.integers(-127, 128, shape).astype(np.int8),
+        scales,
+        0,
+        quantized_dimension=3 if depthwise else 0,
+    )
+    bias = b.const(
+        "b",
+        rng.integers(-2000, 2000, oc).astype(np.int32),
+        (scales * np.float32(s_in)).astype(np.float32),
+        0,
+    )
+    y = b.tensor("y", [1, *osz, oc], np.int8, *_q(rng))
+    b.op(
+        "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D",
+        [x, wt, bias],
+        [y],
+        stride=stride,
+        padding=padding,
+        activation=str(rng.choice(["NONE", "RELU", "RELU6"])),
+    )
+    b.inputs([x])
+    b.outputs([y])
+    return b
+
+
+def _unary(
+    op: str,
+    in_dtype: Any = np.int8,
+    out: tuple[Any, float | None, int | None] | None = None,
+    **options: Any,
+) -> Callable[[np.random.Generator], TFLiteBuilder]:
+    def build(rng: np.random.Generator) -> TFLiteBuilder:
+        b = TFLiteBuilder()
+        shape = [1, int(rng.integers(1, 5)), int(rng.integers(1, 9))]
+        q = (None, None) if np.dtype(in_dtype) == np.float32 else _q(rng)
+        x = b.tensor("x", shape, in_dtype, *q)
+        dtype, scale, zp = out if out is not None else (np.int8, *_q(rng))
+        y = b.tensor("y", shape, dtype, scale, zp)
+        b.op(op, [x], [y], **options)
+        b.inputs([x])
+        b.outputs([y])
+        return b
+
+    return build
+
+
+def _binary(op: str) -> Callable[[np.random.Generator], TFLiteBuilder]:
+    def build(rng: np.random.Generator) -> TFLiteBuilder:
+        b = TFLiteBuilder()
+        shape = [1, int(rng.integers(1, 4)), int(rng.integers(1, 6))]
+        other = [1, 1, shape[2]] if rng.random() < 0.4 else shape
+        s1, z1 = _q(rng)
+        s2, z2 = _q(rng)
+        so = float(np.float32(max(s1, s2) * rng.uniform(0.5, 3.0)))
+        x1 = b.tensor("a", shape, np.int8, s1, z1)
+        x2 = b.tensor("b", other, np.int8, s2, z2)
+        y = b.tensor("y", shape, np.int8, so, int(rng.integers(-128, 128)))
+        b.op(op, [x1, x2], [y], activation=str(rng.choice(["NONE", "RELU"])))
+        b.inputs([x1, x2])
+        b.outputs([y])
+        return b
+
+    return build
+
+
+def _fc_model(rng: np.random.Generator) -> TFLiteBuilder:
+    b = TFLiteBuilder()
+    batch, depth, units = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 9))
+    s_in, z_in = _q(rng)
+    x = b.tensor("x", [batch, depth], np.int8, s_in, z_in)
+    w_s = float(np.float32(10 ** rng.uniform(-3, -1.5)))
+    wt = b.const("w", rng.integers(-127, 128, (units, depth)).astype(np.int8), w_s, 0)
+    bias = b.const("b", rng.integers(-5000, 5000, units).astype(np.int32), s_in * w_s, 0)
+    y = b.tensor("y", [batch, units], np.int8, *_q(rng))
+    b.op("FULLY_CONNECTED", [x, wt, bias], [y], activation=str(rng.choice(["NONE", "RELU"])))
+    b.inputs([x])
+    b.outputs([y])
+    return b
+
+
+def _pool_model(op: str) -> Callable[[np.random.Generator], TFLiteBuilder]:
+    def build(rng: np.random.Generator) -> TFLiteBuilder:
+        b = TFLiteBuilder()
+        h, w, c = int(rng.integers(2, 8)), int(rng.integers(2, 8)), int(rng.integers(1, 5))
+        f, s = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        padding = str(rng.choice(["SAME", "VALID"]))
+        osz = [((n + s - 1) // s) if padding == "SAME" else (n - f) // s + 1 for n in (h, w)]
+        q = _q(rng)
+        x = b.tensor("x", [1, h, w, c], np.int8, *q)
+        y = b.tensor("y", [1, *osz, c], np.int8, *q)
+        b.op(op, [x], [y], filter=f, stride=s, padding=padding)
+        b.inputs([x])
+        b.outputs([y])
+        return b
+
+    return build
+
+
+def _shape_model(op: str) -> Callable[[np.random.Generator], TFLiteBuilder]:
+    def build(rng: np.random.Generator) -> TFLiteBuilder:
+        b = TFLiteBuilder()
+        q = _q(rng)
+        n, c = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+        opts: dict[str, Any] = {}
+        ins_extra: list[int] = []
+        if op == "RESHAPE":
+            xs, ys = [1, n, c], [1, n * c]
+        elif op == "SQUEEZE":
+            xs, ys, opts = [1, n, 1, c], [n, c], {"squeeze_dims": [0, 2]}
+        elif op == "PAD":
+            pads = rng.integers(0, 3, (3, 2))
+            xs = [1, n, c]
+            ys = [d + int(p.sum()) for d, p in zip(xs, pads, strict=True)]
+            opts = {"paddings": pads.astype(np.int32)}
+        elif op == "CONCATENATION":
+            xs, ys, opts = [1, n, c], [1, n, 2 * c], {"axis": 2}
+        elif op == "MEAN":
+            xs, ys, opts = (
+                [1, n, c, 2],
+                [1, 1, 1, 2],
+                {"axis": np.array([1, 2], np.int32), "keep_dims": True},
+            )
+        else:  # STRIDED_SLICE
+            xs = [1, n + 2, c + 1]
+            ys = [1, len(range(1, n + 2, 2)), c]
+            opts = {
+                "begin": np.array([0, 1, 1], np.int32),
+                "end": np.array([1, n + 2, c + 1], np.int32),
+                "strides": np.array([1, 2, 1], np.int32),
+            }
+        x = b.tensor("x", xs, np.int8, *q)
+        if op == "CONCATENATION":
+            ins_extra = [b.tensor("x2", xs, np.int8, *q)]
+        yq = _q(rng) if op == "MEAN" else q
+        y = b.tensor("y", ys, np.int8, *yq)
+        b.op(op, [x, *ins_extra], [y], **opts)
+        b.inputs([x, *ins_extra])
+        b.outputs([y])
+        return b
+
+    return build
+
+
+# One builder per TFLite operator of edgekit.frontends.tflite.SUPPORTED.
+SINGLE_OP_BUILDERS: dict[str, Callable[[np.random.Generator], TFLiteBuilder]] = {
+    "CONV_2D": lambda rng: _conv_model(rng, False),
+    "DEPTHWISE_CONV_2D": lambda rng: _conv_model(rng, True),
+    "FULLY_CONNECTED": _fc_model,
+    "AVERAGE_POOL_2D": _pool_model("AVERAGE_POOL_2D"),
+    "MAX_POOL_2D": _pool_model("MAX_POOL_2D"),
+    "ADD": _binary("ADD"),
+    "SUB": _binary("SUB"),
+    "MUL": _binary("MUL"),
+    "RESHAPE": _shape_model("RESHAPE"),
+    "SQUEEZE": _shape_model("SQUEEZE"),
+    "SOFTMAX": _unary("SOFTMAX", out=(np.int8, 1.0 / 256, -128), beta=1.0),
+    "LOGISTIC": _unary("LOGISTIC", out=(np.int8, 1.0 / 256, -128)),
+    "TANH": _unary("TANH", out=(np.int8, 1.0 / 128, 0)),
+    "RELU": _unary("RELU"),
+    "RELU6": _unary("RELU6"),
+    "QUANTIZE": _unary("QUANTIZE", in_dtype=np.float32),
+    "DEQUANTIZE": _unary("DEQUANTIZE", out=(np.float32, None, None)),
+    "PAD": _shape_model("PAD"),
+    "CONCATENATION": _shape_model("CONCATENATION"),
+    "MEAN": _shape_model("MEAN"),
+    "STRIDED_SLICE": _shape_model("STRIDED_SLICE"),
+}
+
+
+def single_op_model(op: str, seed: int) -> bytes:
+    """A small valid int8 model holding one `op`, with shapes and quantization drawn from seed."""
+    return SINGLE_OP_BUILDERS[op](np.random.default_rng([seed, len(op)])).finish()
+
+
+def seed_models(mlperf: bool = True) -> list[tuple[str, bytes]]:
+    """(name, .tflite bytes) of every seed, in a fixed order."""
+    seeds = [("dscnn", build_dscnn_kws(0)), ("mlp", build_tiny_mlp(0))]
+    seeds += [(f"op_{op.lower()}", single_op_model(op, 0)) for op in SINGLE_OP_BUILDERS]
+    if mlperf:
+        seeds += [
+            (f.split(".")[0], (MLPERF_DIR / f).read_bytes())
+            for f in MLPERF
+            if (MLPERF_DIR / f).is_file()
+        ]
+    return seeds
+
+
+# --- TFLite mutations on the object API --------------------------------------------------------
+
+
+def _pick(rng: np.random.Generator, items: list[Any]) -> Any:
+    return items[int(rng.integers(len(items)))]
+
+
+def _int(rng: np.random.Generator, bound: int | None = None) -> int:
+    if bound is not None and rng.random() < 0.5:
+        return int(rng.integers(-2, bound + 3))
+    return int(_pick(rng, INT32))
+
+
+def _tensors(m: Any) -> list[Any]:
+    return m.subgraphs[0].tensors or []
+
+
+def _ops(m: Any) -> list[Any]:
+    return m.subgraphs[0].operators or []
+
+
+def _mut_shape(rng: np.random.Generator, m: Any) -> None:
+    t = _pick(rng, _tensors(m))
+    shape = list(t.shape) if t.shape is not None else []
+    r = rng.random()
+    if r < 0.15:
+        shape = shape + [_int(rng, 4)] * int(rng.integers(1, 6))
+    elif r < 0.25 and shape:
+        shape.pop(int(rng.integers(len(shape))))
+    elif shape:
+        shape[int(rng.integers(len(shape)))] = _int(rng, 64)
+    t.shape = shape
+
+
+def _mut_type(rng: np.random.Generator, m: Any) -> None:
+    _pick(rng, _tensors(m)).type = int(rng.integers(-3, 20))
+
+
+def _mut_buffer_index(rng: np.random.Generator, m: Any) -> None:
+    t = _pick(rng, _tensors(m))
+    t.buffer = int(
+        _pick(
+            rng,
+            [
+                0,
+                1,
+                len(m.buffers),
+                len(m.buffers) + 7,
+                2**32 - 1,
+                int(rng.integers(len(m.buffers))),
+            ],
+        )
+    )
+
+
+def _mut_quant(rng: np.random.Generator, m: Any) -> None:
+    t = _pick(rng, _tensors(m))
+    q = t.quantization or schema.QuantizationParametersT()
+    t.quantization = q
+    r = rng.random()
+    scale = list(q.scale) if q.scale is not None else [0.1]
+    if r < 0.35:
+        scale[int(rng.integers(len(scale)))] = _pick(rng, FLOATS)
+        q.scale = scale
+    elif r < 0.55:
+        q.zeroPoint = [int(_pick(rng, INT32)) for _ in range(len(scale) + int(rng.integers(-1, 2)))]
+    elif r < 0.7:
+        q.quantizedDimension = _int(rng, 4)
+    elif r < 0.85:
+        q.scale = scale * int(rng.integers(2, 5))
+    else:
+        t.quantization = None
+
+
+def _mut_buffer_data(rng: np.random.Generator, m: Any) -> None:
+    full = [b for b in m.buffers if b.data is not None and len(b.data)]
+    if not full:
+        return
+    buf = _pick(rng, full)
+    data = np.asarray(buf.data, dtype=np.uint8)
+    r = rng.random()
+    if r < 0.3:
+        buf.data = data[: int(rng.integers(len(data)))]
+    elif r < 0.5:
+        buf.data = np.concatenate([data, rng.integers(0, 256, int(rng.integers(1, 64)), np.uint8)])
+    elif r < 0.6:
+        buf.data = None
+    elif r < 0.7:
+        buf.offset, buf.size = int(rng.integers(2, 1 << 20)), len(data)
+    else:
+        data = data.copy()
+        idx = rng.integers(0, len(data), max(1, len(data) // 50))
+        data[idx] = rng.integers(0, 256, idx.size)  # extreme weights, e.g. for the overflow pass
+        data[idx[: len(idx) // 2]] = _pick(rng, [0x7F, 0x80])
+        buf.data = data
+
+
+def _mut_op_io(rng: np.random.Generator, m: Any) -> None:
+    op = _pick(rng, _ops(m))
+    which = "inputs" if rng.random() < 0.6 else "outputs"
+    idx = list(getattr(op, which) if getattr(op, which) is not None else [])
+    n = len(_tensors(m))
+    r = rng.random()
+    if r < 0.5 and idx:
+        idx[int(rng.integers(len(idx)))] = int(
+            _pick(rng, [-1, -2, n, n + 5, 2**31 - 1, int(rng.integers(n))])
+        )
+    elif r < 0.7 and idx:
+        idx.pop(int(rng.integers(len(idx))))
+    elif r < 0.85:
+        idx.append(int(rng.integers(-1, n)))
+    else:
+        idx = idx[::-1]
+    setattr(op, which, idx)
+
+
+def _mut_opcode(rng: np.random.Generator, m: Any) -> None:
+    if rng.random() < 0.5:
+        _pick(rng, _ops(m)).opcodeIndex = int(_pick(rng, [len(m.operatorCodes), 2**32 - 1, 0, 1]))
+    else:
+        code = _pick(rng, m.operatorCodes)
+        code.builtinCode = int(rng.integers(0, 210))
+        code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+
+
+_OPTION_TYPES = [v for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")]
+
+
+def _mut_options(rng: np.random.Generator, m: Any) -> None:
+    op = _pick(rng, _ops(m))
+    r = rng.random()
+    if r < 0.15:
+        op.builtinOptions = None
+    elif r < 0.3:
+        other = _pick(rng, [o for o in _ops(m) if o.builtinOptions is not None] or [op])
+        op.builtinOptionsType, op.builtinOptions = (
+            other.builtinOptionsType,
+            copy.deepcopy(other.builtinOptions),
+        )
+    elif op.builtinOptions is not None and vars(op.builtinOptions):
+        key = _pick(rng, sorted(vars(op.builtinOptions)))
+        old = getattr(op.builtinOptions, key)
+        if isinstance(old, bool):
+            new: Any = not old
+        elif isinstance(old, float):
+            new = _pick(rng, FLOATS)
+        elif isinstance(old, int):
+            new = int(_pick(rng, [v for v in INT32 if -128 <= v <= 127] + [old + 1, old - 1]))
+        else:
+            new = [_int(rng, 8) for _ in range(int(rng.integers(0, 5)))]
+        setattr(op.builtinOptions, key, new)
+
+
+def _mut_wiring(rng: np.random.Generator, m: Any) -> None:
+    sg = m.subgraphs[0]
+    ops = _ops(m)
+    r = rng.random()
+    if r < 0.25 and len(ops) > 1:  # a cycle: an early op reads a later op's output
+        i, j = sorted(int(v) for v in rng.choice(len(ops), 2, replace=False))
+        if ops[i].inputs is not None and len(ops[i].inputs) and ops[j].outputs is not None:
+            ins = list(ops[i].inputs)
+            ins[0] = int(ops[j].outputs[0])
+            ops[i].inputs = ins
+    elif r < 0.4 and len(ops) > 1:  # two producers of one tensor
+        i, j = (int(v) for v in rng.choice(len(ops), 2, replace=False))
+        ops[i].outputs = list(ops[j].outputs)
+    elif r < 0.55 and ops:  # a dangling graph: an op removed
+        ops.pop(int(rng.integers(len(ops))))
+    elif r < 0.65 and len(ops) > 1:
+        rng.shuffle(ops)
+    elif r < 0.8:
+        sg.inputs = [
+            int(rng.integers(-2, len(_tensors(m)) + 2)) for _ in range(int(rng.integers(3)))
+        ]
+    elif r < 0.9:
+        keep = rng.random() < 0.5 and sg.inputs is not None
+        sg.outputs = list(sg.inputs) if keep else []
+    else:
+        m.subgraphs.append(copy.deepcopy(sg) if rng.random() < 0.5 else schema.SubGraphT())
+
+
+def _mut_name(rng: np.random.Generator, m: Any) -> None:
+    t = _pick(rng, _tensors(m))
+    t.name = _pick(
+        rng,
+        [
+            "",
+            "../../x",
+            "a/b\\c",
+            'q"uote',
+            "new\nline",
+            "*/ int x; /*",
+            "??/",
+            "\u00e9\u2603",
+            "x" * 5000,
+            "\x00\x1b[31m",
+            t.name,
+            "%s%n",
+        ],
+    )
+
+
+TFLITE_OBJECT_MUTATIONS = [
+    _mut_shape,
+    _mut_type,
+    _mut_buffer_index,
+    _mut_quant,
+    _mut_buffer_data,
+    _mut_op_io,
+    _mut_opcode,
+    _mut_options,
+    _mut_wiring,
+    _mut_name,
+]
+
+
+# --- byte mutations (both formats) ------------------------------------------------------------
+
+
+def _flip(rng: np.random.Generator, data: bytearray) -> None:
+    for _ in range(int(rng.integers(1, 9))):
+        pos = int(rng.integers(len(data)))
+        data[pos] ^= 1 << int(rng.integers(8))
+
+
+def _u32(rng: np.random.Generator, data: bytearray) -> None:
+    pos = int(rng.integers(0, max(1, len(data) - 4))) & ~3
+    value = int(
+        _pick(
+            rng,
+            [
+                0,
+                1,
+                4,
+                0x7FFFFFFF,
+                0xFFFFFFFF,
+                0x80000000,
+                len(data),
+                len(data) - 4,
+                int(rng.integers(0, 2**32)),
+            ],
+        )
+    )
+    data[pos : pos + 4] = struct.pack("<I", value)
+
+
+def _redirect(rng: np.random.Generator, data: bytearray) -> None:
+    """Point a 32-bit slot at another position, as a uoffset to it would."""
+    pos = int(rng.integers(0, max(1, len(data) - 8))) & ~3
+    target = int(rng.integers(pos, len(data)))
+    data[pos : pos + 4] = struct.pack("<I", target - pos)
+
+
+def _truncate(rng: np.random.Generator, data: bytearray) -> None:
+    del data[int(rng.integers(len(data))) :]
+
+
+def _splice(rng: np.random.Generator, data: bytearray) -> None:
+    pos = int(rng.integers(len(data)))
+    if rng.random() < 0.5:
+        del data[pos : pos + int(rng.integers(1, 64))]
+    else:
+        data[pos:pos] = rng.integers(0, 256, int(rng.integers(1, 64)), np.uint8).tobytes()
+
+
+BYTE_MUTATIONS = [_flip, _flip, _u32, _redirect, _truncate, _splice]
+
+
+def _share_vector(rng: np.random.Generator, data: bytearray) -> None:
+    """Every entry of one table vector (tensors, operators, buffers) points at a single table:
+    the amplification a verifier must bound."""
+    model = schema.Model.GetRootAs(bytes(data), 0)
+    sg = model.Subgraphs(0)
+    tab, slot = _pick(rng, [(sg._tab, 4), (sg._tab, 10), (model._tab, 12), (model._tab, 6)])
+    off = tab.Offset(slot)
+    if not off:
+        return
+    start, n = tab.Vector(off), tab.VectorLen(off)
+    if n < 2:
+        return
+    keep = int(rng.integers(n))
+    target = start + 4 * keep + struct.unpack_from("<I", data, start + 4 * keep)[0]
+    for i in range(n):
+        data[start + 4 * i : start + 4 * i + 4] = struct.pack("<I", target - (start + 4 * i))
+
+
+# --- .ekir mutations ---------------------------------------------------------------------------
+
+
+def _json_slots(node: Any, out: list[tuple[Any, Any]]) -> None:
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for k, v in items:
+        out.append((node, k))
+        if isinstance(v, dict | list):
+            _json_slots(v, out)
+
+
+def _mut_json(rng: np.random.Generator, header: dict[str, Any]) -> None:
+    slots: list[tuple[Any, Any]] = []
+    _json_slots(header, slots)
+    parent, key = _pick(rng, slots)
+    value = parent[key]
+    r = rng.random()
+    if r < 0.4:
+        parent[key] = _pick(rng, HOSTILE_JSON)
+    elif r < 0.55 and isinstance(value, int) and not isinstance(value, bool):
+        parent[key] = value + int(_pick(rng, [1, -1, 16, -16, 1 << 20, -(1 << 31)]))
+    elif r < 0.65:
+        parent[key] = NEST  # expanded in the JSON text: too deep for json.dumps itself
+    elif r < 0.8 and isinstance(parent, dict):
+        del parent[key]
+    elif isinstance(parent, list):
+        if rng.random() < 0.5:
+            parent.insert(int(rng.integers(len(parent) + 1)), copy.deepcopy(value))
+        else:
+            j = int(rng.integers(len(parent)))
+            parent[key], parent[j] = parent[j], parent[key]
+
+
+NEST = "\x00nest\x00"
+
+
+def _ekir_file(
+    header: dict[str, Any], blob: bytes, major: int = 1, minor: int = 0, hlen: int | None = None
+) -> bytes:
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    depth = 12 + len(text) % 3000  # from 12 (about the reader's limit) to thousands of levels
+    text = text.replace(json.dumps(NEST).encode(), b"[" * depth + b"0" + b"]" * depth)
+    pre = struct.pack("<4sHHI", b"EKIR", major, minor, len(text) if hlen is None else hlen) + text
+    return pre + b"\0" * ((-len(pre)) % 16) + blob
+
+
+def _split_ekir(data: bytes) -> tuple[dict[str, Any], bytes]:
+    hlen = struct.unpack_from("<I", data, 8)[0]
+    start = 12 + hlen
+    return json.loads(data[12:start]), data[start + ((-start) % 16) :]
+
+
+def mutate_ekir(rng: np.random.Generator, seed: bytes) -> bytes:
+    header, blob = _split_ekir(seed)
+    r = rng.random()
+    if r < 0.6:
+        for _ in range(int(rng.integers(1, 4))):
+            _mut_json(rng, header)
+        return _ekir_file(header, blob)
+    if r < 0.7:
+        return _ekir_file(
+            header, blob, int(_pick(rng, [0, 2, 255, 65535])), int(rng.integers(0, 9))
+        )
+    if r < 0.78:
+        return _ekir_file(
+            header,
+            blob,
+            hlen=int(_pick(rng, [0, 1, 2**32 - 1, 16 << 20, int(rng.integers(0, len(seed)))])),
+        )
+    data = bytearray(seed)
+    if r < 0.85:  # corrupt the JSON text itself
+        hlen = struct.unpack_from("<I", data, 8)[0]
+        pos = 12 + int(rng.integers(max(hlen, 1)))
+        data[pos : pos + 1] = bytes([int(_pick(rng, [0x22, 0x7B, 0x5D, 0x2C, 0x00, 0xFF]))])
+        return bytes(data)
+    for _ in range(int(rng.integers(1, 4))):
+        _pick(rng, BYTE_MUTATIONS)(rng, data)
+    return bytes(data)
+
+
+def mutate_tflite(rng: np.random.Generator, seed: bytes, model: Any) -> bytes:
+    r = rng.random()
+    if r < 0.65:
+        m = copy.deepcopy(model)
+        for _ in range(int(rng.integers(1, 4))):
+            _pick(rng, TFLITE_OBJECT_MUTATIONS)(rng, m)
+        try:
+            return pack_model(m)
+        except Exception:  # a value the schema field cannot hold: mutate the bytes instead
+            pass
+    data = bytearray(seed)
+    if r < 0.72:
+        try:
+            _share_vector(rng, data)
+            return bytes(data)
+        except Exception:  # the seed lacks that vector
+            pass
+    for _ in range(int(rng.integers(1, 4))):
+        _pick(rng, BYTE_MUTATIONS)(rng, data)
+    return bytes(data)
+
+
+# --- cases and outcomes ------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    """Seeds prepared for both readers: .tflite bytes with their unpacked ModelT, and .ekir files
+    of each seed lowered (as `generate` writes them) and unlowered (semantic attrs only)."""
+
+    tflite: list[tuple[str, bytes, Any]] = field(default_factory=list)
+    ekir: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def build_corpus(mlperf: bool = True) -> Corpus:
+    corpus = Corpus()
+    for name, data in seed_models(mlperf):
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+        corpus.tflite.append((name, data, model))
+        graph = read_tflite(data, name, name)
+        corpus.ekir.append((f"{name}-semantic", serialize.dumps(graph)))
+        corpus.ekir.append((f"{name}-lowered", serialize.dumps(compile_graph(graph).graph)))
+    return corpus
+
+
+def make_case(corpus: Corpus, reader: str, index: int, seed: int) -> tuple[str, bytes]:
+    """The deterministic mutant number `index` for `reader`: (seed name, file bytes)."""
+    rng = np.random.default_rng([seed, READERS.index(reader), index])
+    model = None
+    if reader == "tflite":
+        name, data, model = corpus.tflite[int(rng.integers(len(corpus.tflite)))]
+    else:
+        name, data = corpus.ekir[int(rng.integers(len(corpus.ekir)))]
+    try:
+        if model is not None:
+            return name, mutate_tflite(rng, data, model)
+        return name, mutate_ekir(rng, data)
+    except Exception:  # a mutation that does not apply to this seed: flip bits instead
+        flipped = bytearray(data)
+        _flip(rng, flipped)
+        return name, bytes(flipped)
+
+
+class _Timeout(BaseException):
+    """Raised by the execution timer; a BaseException so `except Exception` cannot swallow it."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Timeout()
+
+
+@dataclass
+class Outcome:
+    kind: str  # ok | error | crash | hang | memory | died | bad-c
+    seconds: float
+    detail: str = ""
+
+
+def run_case(path: Path, timeout: float) -> tuple[Outcome, Any]:
+    """load_model + compile_graph of one file, classified; returns the compiled model when ok."""
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    t0 = time.perf_counter()
+    compiled = None
+    try:
+        graph, _ = load_model(path)
+        compiled = compile_graph(graph, "host", str(path))
+        outcome = Outcome("ok", 0.0)
+    except EdgekitError as exc:
+        text = exc.render()
+        wrapped = "MemoryError" in text or "RecursionError" in text
+        outcome = Outcome("crash" if wrapped else "error", 0.0, text.splitlines()[0][:300])
+        if str(path) not in text:
+            outcome = Outcome("crash", 0.0, f"error does not name the file: {text[:200]}")
+    except _Timeout:
+        outcome = Outcome("hang", 0.0, f"more than {timeout} s")
+    except MemoryError:
+        outcome = Outcome("memory", 0.0, "MemoryError")
+    except BaseException as exc:  # noqa: BLE001 - every other exception is the finding
+        outcome = Outcome("crash", 0.0, "".join(traceback.format_exception(exc))[-3000:])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    outcome.seconds = time.perf_counter() - t0
+    return outcome, compiled
+
+
+# --- generated-code oracle: strict compile and sanitizers --------------------------------------
+
+SANITIZER_MAIN = r"""
+/* Runs a generated model on N samples read from a file and writes the outputs to another file:
+   model_sanitized IN OUT N. Each sample is every input's bytes back to back, in model order;
+   outputs likewise. Inputs and outputs live in their own heap blocks so AddressSanitizer sees
+   any access past their ends. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "harness_model.h"
+
+int main(int argc, char **argv)
+{
+    const void *ins[HARNESS_N_INPUTS];
+    void *outs[HARNESS_N_OUTPUTS];
+    FILE *fin, *fout;
+    int i, ok = 1;
+    long n;
+    if (argc != 4 || !(fin = fopen(argv[1], "rb")) || !(fout = fopen(argv[2], "wb"))) {
+        return 2;
+    }
+    n = strtol(argv[3], NULL, 10);
+    for (i = 0; i < HARNESS_N_OUTPUTS; ++i) {
+        outs[i] = malloc(harness_output_bytes[i] ? harness_output_bytes[i] : 1);
+    }
+    for (; ok && n > 0; --n) {
+        for (i = 0; i < HARNESS_N_INPUTS; ++i) {
+            void *p = malloc(harness_input_bytes[i] ? harness_input_bytes[i] : 1);
+            ok = ok && fread(p, 1, harness_input_bytes[i], fin) == harness_input_bytes[i];
+            ins[i] = p;
+        }
+        if (ok) {
+            harness_run(ins, outs);
+            for (i = 0; i < HARNESS_N_OUTPUTS; ++i) {
+                fwrite(outs[i], 1, harness_output_bytes[i], fout);
+            }
+        }
+        for (i = 0; i < HARNESS_N_INPUTS; ++i) {
+            free((void *)ins[i]);
+        }
+    }
+    for (i = 0; i < HARNESS_N_OUTPUTS; ++i) {
+        free(outs[i]);
+    }
+    fclose(fin);
+    return (fclose(fout) != 0 || !ok) ? 3 : 0;
+}
+"""
+SANITIZE_FLAGS = [
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+    "-O1",
+]
+SANITIZE_MAX_ARENA = 16 << 20
+STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
+    "UBSAN_OPTIONS": "print_stacktrace=1",
+}
+
+
+def compiler() -> str:
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc") or "cc"
+
+
+def build_sanitized(files: dict[str, str], name: str, workdir: Path) -> Path:
+    """Write a generated model and the harness to workdir and link them with ASan and UBSan."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        (workdir / fname).write_text(text)
+    (workdir / "sanitizer_main.c").write_text(SANITIZER_MAIN)
+    exe = workdir / "model_sanitized"
+    cmd = [
+        compiler(),
+        *STRICT_FLAGS,
+        *SANITIZE_FLAGS,
+        "-I",
+        str(workdir),
+        str(workdir / "sanitizer_main.c"),
+        str(workdir / f"{name}.c"),
+        "-o",
+        str(exe),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_unlimited)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sanitizer build failed:\n{proc.stderr[-3000:]}")
+    return exe
+
+
+def run_sanitized(
+    exe: Path, graph: Graph, samples: list[list[np.ndarray]]
+) -> list[list[np.ndarray]]:
+    """Run samples through a sanitized build; RuntimeError with the report on any finding."""
+    ins = [graph.tensor(t) for t in graph.inputs]
+    outs = [graph.tensor(t) for t in graph.outputs]
+    src, dst = exe.with_suffix(".in"), exe.with_suffix(".out")
+    src.write_bytes(
+        b"".join(
+            np.ascontiguousarray(a, DTYPES[t.dtype]).tobytes()
+            for s in samples
+            for a, t in zip(s, ins, strict=True)
+        )
+    )
+    proc = subprocess.run(
+        [str(exe), str(src), str(dst), str(len(samples))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **SANITIZER_ENV},
+        timeout=60,
+        preexec_fn=_unlimited,
+    )
+    if proc.returncode != 0 or "runtime error" in proc.stderr or "Sanitizer" in proc.stderr:
+        raise RuntimeError(f"sanitized run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    raw, pos, result = dst.read_bytes(), 0, []
+    for _ in samples:
+        row = []
+        for t in outs:
+            n = t.nbytes
+            row.append(np.frombuffer(raw[pos : pos + n], DTYPES[t.dtype]).reshape(t.shape).copy())
+            pos += n
+        result.append(row)
+    if pos != len(raw):
+        raise RuntimeError(f"sanitized run wrote {len(raw)} bytes, expected {pos}")
+    return result
+
+
+def random_samples(graph: Graph, n: int, seed: int) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        row = []
+        for name in graph.inputs:
+            t = graph.tensor(name)
+            dt = DTYPES[t.dtype]
+            if dt.kind == "f":
+                row.append(rng.normal(0, 4, t.shape).astype(dt))
+            else:
+                info = np.iinfo(dt)
+                row.append(rng.integers(info.min, int(info.max) + 1, t.shape).astype(dt))
+        out.append(row)
+    return out
+
+
+def check_generated_c(compiled: Any, workdir: Path) -> str | None:
+    """None if the C of an accepted model builds strictly and runs clean under the sanitizers."""
+    gen = compiled.generated
+    if compiled.plan.arena_bytes > SANITIZE_MAX_ARENA:
+        return None  # valid but too big to run under the sanitizers within the time limit
+    try:
+        exe = build_sanitized(gen.files, gen.name, workdir)
+        run_sanitized(exe, compiled.graph, random_samples(compiled.graph, 3, 0))
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return str(exc)[-3000:]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return None
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+def _limit_memory(megabytes: int) -> None:
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+    # only the soft limit: compilers and sanitized programs this worker starts lift it again
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (megabytes << 20), hard))
+
+
+def _unlimited() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+
+def _worker(conn: Any, corpus: Corpus, args: argparse.Namespace, tmp: str) -> None:
+    _limit_memory(args.memory_mb)
+    work = Path(tempfile.mkdtemp(prefix="w", dir=tmp))
+    seen_c: set[str] = set()
+    checked = Counter[str]()
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        reader, index = task
+        try:
+            name, data = make_case(corpus, reader, index, args.seed)
+        except Exception as exc:  # a bug of this script, not of edgekit: reported on its own
+            conn.send((reader, index, "?", "harness", 0.0, repr(exc)))
+            continue
+        path = work / f"case.{'tflite' if reader == 'tflite' else 'ekir'}"
+        path.write_bytes(data)
+        outcome, compiled = run_case(path, args.timeout)
+        if compiled is not None and checked[reader] < args.check_c:
+            key = hashlib.sha256(json.dumps(compiled.generated.files, sort_keys=True).encode())
+            if key.hexdigest() not in seen_c:
+                seen_c.add(key.hexdigest())
+                checked[reader] += 1
+                problem = check_generated_c(compiled, work / "c")
+                if problem:
+                    outcome = Outcome("bad-c", outcome.seconds, problem)
+        conn.send((reader, index, name, outcome.kind, outcome.seconds, outcome.detail))
+
+
+@dataclass
+class Stats:
+    execs: int = 0
+    seconds: float = 0.0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    slowest: float = 0.0
+
+    def to_json(self, wall: float) -> dict[str, Any]:
+        return {
+            "executions": self.execs,
+            "executions_per_second": round(self.execs / wall, 1) if wall else 0.0,
+            "outcomes": dict(self.outcomes),
+            "findings": len(self.findings),
+            "slowest_execution_s": round(self.slowest, 3),
+            "top_errors": self.errors.most_common(12),
+            "finding_cases": self.findings[:200],
+        }
+
+
+FINDINGS = {"crash", "hang", "memory", "died", "bad-c"}
+
+
+def _error_class(detail: str) -> str:
+    """An error message without its file name and numbers, to count distinct rejections."""
+    text = detail.split(": ", 1)[-1]
+    return "".join("#" if c.isdigit() else c for c in text)[:90]
+
+
+def campaign(args: argparse.Namespace, corpus: Corpus) -> dict[str, Any]:
+    """Run the executions of every reader on args.jobs workers; returns the JSON report."""
+    readers = list(READERS) if args.reader == "both" else [args.reader]
+    stats = {r: Stats() for r in readers}
+    ctx = mp.get_context("fork")
+    tmp = tempfile.mkdtemp(prefix="edgekit-fuzz-")
+    pending = [(r, i) for i in range(args.start, args.start + args.execs) for r in readers]
+    pending.reverse()
+    workers: list[Any] = []
+
+    def spawn() -> Any:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, corpus, args, tmp), daemon=True)
+        proc.start()
+        return [proc, parent, None, 0.0]
+
+    t0 = time.perf_counter()
+    reported = 0
+    deadline = t0 + args.seconds if args.seconds else math.inf
+    try:
+        workers = [spawn() for _ in range(args.jobs)]
+        while any(w[2] is not None for w in workers) or (
+            pending and time.perf_counter() < deadline
+        ):
+            for w in workers:
+                if w[2] is None and pending and time.perf_counter() < deadline:
+                    w[2], w[3] = pending.pop(), time.perf_counter()
+                    w[1].send(w[2])
+            for k, w in enumerate(workers):
+                if w[2] is None:
+                    continue
+                reader, index = w[2]
+                st = stats[reader]
+                result = None
+                try:
+                    if w[1].poll(0.02):
+                        result = w[1].recv()
+                except (EOFError, OSError):
+                    result = (
+                        reader,
+                        index,
+                        "?",
+                        "died",
+                        time.perf_counter() - w[3],
+                        f"worker exit code {w[0].exitcode}",
+                    )
+                if result is None and time.perf_counter() - w[3] > 3 * args.timeout + 5:
+                    result = (
+                        reader,
+                        index,
+                        "?",
+                        "hang",
+                        time.perf_counter() - w[3],
+                        "worker did not answer; killed",
+                    )
+                if result is None:
+                    continue
+                _, _, seed_name, kind, secs, detail = result
+                st.execs += 1
+                st.seconds += secs
+                st.slowest = max(st.slowest, secs)
+                st.outcomes[kind] += 1
+                if kind == "error":
+                    st.errors[_error_class(detail)] += 1
+                if kind == "harness":
+                    print(f"harness problem at {reader}:{index}: {detail}", file=sys.stderr)
+                if kind in FINDINGS:
+                    st.findings.append(
+                        {
+                            "case": f"{reader}:{index}",
+                            "seed": seed_name,
+                            "kind": kind,
+                            "detail": detail,
+                        }
+                    )
+                    print(
+                        f"FINDING {kind} {reader}:{index} ({seed_name}): {detail[-400:]}",
+                        file=sys.stderr,
+                    )
+                w[2] = None
+                if kind in ("died", "hang", "memory"):
+                    w[0].kill()
+                    workers[k] = spawn()
+            done = sum(s.execs for s in stats.values())
+            if args.progress and done >= reported + args.progress:
+                reported = done
+                rate = done / (time.perf_counter() - t0)
+                print(f"{done} executions, {rate:.1f}/s", file=sys.stderr)
+    finally:
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w[1].send(None)
+            w[0].join(timeout=2)
+            if w[0].is_alive():
+                w[0].kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    return {
+        "seed": args.seed,
+        "jobs": args.jobs,
+        "wall_seconds": round(wall, 1),
+        "timeout_s": args.timeout,
+        "memory_mb": args.memory_mb,
+        "seeds": [n for n, _, _ in corpus.tflite],
+        "readers": {r: s.to_json(wall) for r, s in stats.items()},
+    }
+
+
+def replay(corpus: Corpus, case: str, seed: int, timeout: float, keep: Path | None) -> int:
+    reader, index = case.split(":")
+    name, data = make_case(corpus, reader, int(index), seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"case.{'tflite' if reader == 'tflite' else 'ekir'}"
+        path.write_bytes(data)
+        if keep:
+            shutil.copy(path, keep)
+        outcome, _ = run_case(path, timeout)
+    print(
+        f"{case} (seed model {name}, {len(data)} bytes): {outcome.kind} in "
+        f"{outcome.seconds:.3f} s\n{outcome.detail}"
+    )
+    return 0 if outcome.kind in ("ok", "error") else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--reader", choices=[*READERS, "both"], default="both")
+    ap.add_argument("--execs", type=int, default=100_000, help="executions per reader")
+    ap.add_argument("--start", type=int, default=0, help="first execution index")
+    ap.add_argument("--seconds", type=float, default=0.0, help="stop after this wall time")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--timeout", type=float, default=5.0, help="seconds per execution")
+    ap.add_argument("--memory-mb", type=int, default=1024, help="per-worker allowance")
+    ap.add_argument(
+        "--check-c",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sanitizer-check the C of up to N distinct accepted mutants per worker",
+    )
+    ap.add_argument("--no-mlperf", action="store_true", help="leave the MLPerf seeds out")
+    ap.add_argument("--progress", type=int, default=1000, help="print a line every N executions")
+    ap.add_argument("--out", type=Path, help="write the JSON report here")
+    ap.add_argument("--replay", metavar="READER:I", help="run one case in-process and explain it")
+    ap.add_argument("--keep", type=Path, help="with --replay: copy the case file here")
+    args = ap.parse_args()
+    corpus = build_corpus(mlperf=not args.no_mlperf)
+    if args.replay:
+        return replay(corpus, args.replay, args.seed, args.timeout, args.keep)
+    report = campaign(args, corpus)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 1 if any(r["findings"] for r in report["readers"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Accept a lowered .ekir only if this edgekit derives exactly the same lowering from it.
+
+A lowered graph carries what the kernels index memory with: per-channel constants, loop counts,
+kernel choices and their prepared layouts and scratch sizes. Trusting those from a file would let
+a corrupt or hostile .ekir turn into out-of-bounds C. So the derived parts are dropped, the
+semantic graph (tensors, ops and their frontend attributes) is lowered and prepared again, and the
+file is accepted only when every derived value is identical. The one freedom is a clamp range that
+fused activations narrowed (`attrs["fused"]`): it must lie inside the op's own range.
+
+Only int8 lowering is re-derived; graphs of other precisions are returned unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+from edgekit.ir.graph import Graph, Op
+from edgekit.passes.lower import lower
+
+# Attributes passes and kernel preparation add; everything else is frontend semantics.
+_DERIVED_ATTRS = ("q", "kernel", "scratch_bytes", "overflow")
+_FUSABLE = {"relu", "relu6", "quantize"}
+
+
+def _canonical(value: Any) -> str:
+    # ints and floats stay distinct (1 vs 1.0 would print differently into C)
+    return json.dumps(value, sort_keys=True, default=lambda v: v.item())
+
+
+def _semantic(graph: Graph) -> Graph:
+    """A copy without derived attributes or the constants only they refer to."""
+    g = copy.deepcopy(graph)
+    used = set(g.inputs) | set(g.outputs) | {t for op in g.ops for t in op.inputs + op.outputs}
+    # semantic constants are op inputs; the rest were added by lowering or kernel preparation
+    g.tensors = {n: t for n, t in g.tensors.items() if n in used or not t.is_const}
+    for op in g.ops:
+        for key in _DERIVED_ATTRS:
+            op.attrs.pop(key, None)
+    g.meta.pop("lowered", None)
+    return g
+
+
+def _narrowed_range(theirs: dict[str, Any], ours: dict[str, Any], op: Op) -> None:
+    """Take the file's clamp range when fused activations may have narrowed it."""
+    fused = op.attrs.get("fused", [])
+    if not isinstance(fused, list) or not all(f in _FUSABLE for f in fused):
+        raise ValueError(f"fused activations {fused!r}")
+    if not fused or "act_min" not in ours:
+        return
+    lo, hi = theirs.get("act_min"), theirs.get("act_max")
+    if type(lo) is not int or type(hi) is not int:  # not bool either: it would print as True
+        raise ValueError("q.act_min/act_max")
+    if not ours["act_min"] <= lo <= hi <= ours["act_max"]:
+        raise ValueError(f"clamp [{lo}, {hi}] outside [{ours['act_min']}, {ours['act_max']}]")
+    ours["act_min"], ours["act_max"] = lo, hi
+
+
+def _prepare(graph: Graph, op: Op, kernel: Any) -> None:
+    from codegen.kernels import variant_of
+
+    op.attrs["kernel"] = kernel
+    v = variant_of(op)
+    if v.accepts is not None and not v.accepts(graph, op):
+        raise ValueError(f"kernel {kernel} does not accept this op")
+    if v.prepare is not None:
+        v.prepare(graph, op)
+
+
+def _same_tensors(theirs: Graph, ours: Graph) -> str | None:
+    """Every tensor edgekit derives must be in the file, identical; unused extras are dropped."""
+    for name, t in ours.tensors.items():
+        f = theirs.tensors.get(name)
+        if f is None:
+            return f"tensor '{name}' is missing"
+        if (f.shape, f.dtype, f.quant) != (t.shape, t.dtype, t.quant):
+            return f"tensor '{name}'"
+        if (f.data is None) != (t.data is None) or (
+            t.data is not None and not np.array_equal(f.data, t.data)
+        ):
+            return f"data of '{name}'"
+    return None
+
+
+def rederive_lowered(graph: Graph, where: str) -> Graph:
+    """The graph re-lowered from its semantics, if that reproduces the file; else EdgekitError."""
+    if not graph.meta.get("lowered"):
+        # an unlowered file is lowered by compile_graph: leftovers of a lowering are dropped
+        g = _semantic(graph)
+        for op in g.ops:
+            op.attrs.pop("fused", None)
+        return g
+    if graph.meta.get("precision", "int8") != "int8":
+        return graph
+    ours = _semantic(graph)
+    problem = None
+    try:
+        lower(ours, where)
+        ours.meta = copy.deepcopy(graph.meta)
+        for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
+            theirs_q = theirs_op.attrs.get("q")
+            if not isinstance(theirs_q, dict):
+                raise ValueError(f"{op.name}: no lowered parameters")
+            _narrowed_range(theirs_q, op.attrs["q"], op)
+            if "kernel" in theirs_op.attrs:
+                _prepare(ours, op, theirs_op.attrs["kernel"])
+            for key in _DERIVED_ATTRS[:3]:
+                if _canonical(theirs_op.attrs.get(key)) != _canonical(op.attrs.get(key)):
+                    raise ValueError(f"{op.name}: {key}")
+        problem = _same_tensors(graph, ours)
+    except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as exc:
+        problem = str(exc)
+    if problem:
+        raise EdgekitError(
+            f"lowered parameters differ from what this edgekit derives from the model ({problem})",
+            where,
+            "the file is corrupt or was written by another edgekit version; regenerate it",
+        )
+    return ours
