@@ -58,22 +58,29 @@ def _add_model_arg(p: argparse.ArgumentParser) -> None:
         "--target", default="host", help="target name (see `edgekit targets`); default host"
     )
     p.add_argument("--name", help="C identifier prefix for the generated API (default: file name)")
+    p.add_argument(
+        "--precision",
+        choices=["int8", "fp16", "fp32"],
+        default="int8",
+        help="int8 (quantized model, default), or fp16 / fp32 from a float32 model under the "
+        "float contract of docs/numerics-fp16.md",
+    )
 
 
 def _compile(args: argparse.Namespace) -> Any:
     from edgekit.pipeline import compile_file
 
-    return compile_file(args.model, args.target, args.name)
+    return compile_file(args.model, args.target, args.name, args.precision)
 
 
 def _compile_for(args: argparse.Namespace, target: str) -> Any:
     from edgekit.pipeline import compile_file
 
-    return compile_file(args.model, target, args.name)
+    return compile_file(args.model, target, args.name, args.precision)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"target": args.target, "name": args.name}
+    return {"target": args.target, "name": args.name, "precision": args.precision}
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -125,6 +132,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"verifying target '{args.target}' needs --emulate (run under QEMU)",
             hint="or verify with --target host",
         )
+    if args.precision != "int8":
+        # float builds are checked against the contract's golden model, not TFLite Micro
+        from edgekit.reference.fp16_golden import format_verify_float, verify_float
+
+        compiled = _compile(args)
+        host = _compile_for(args, "host") if args.target != "host" else None
+        res = verify_float(compiled, args.samples, args.seed, args.emulate, host)
+        print(json.dumps(res, indent=2) if args.json else format_verify_float(res, args.target))
+        return 0 if res["ok"] else 1
     ref_model = _reference_model(args)
     compiled = _compile(args)
     inputs = random_inputs(compiled.graph, args.samples, args.seed)
@@ -267,6 +283,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edgekit.bench import bench_emulated, bench_host, format_bench, format_bench_emulated
 
+    if args.precision != "int8" or args.compare:
+        from edgekit.reference.fp16_golden import bench_float, format_bench_float
+
+        if args.target == "host" or args.precision == "int8":
+            raise EdgekitError(
+                "float benchmarks count instructions on an emulated target",
+                hint="e.g. --precision fp16 --target cortex-m55 --compare fp32",
+            )
+        precisions = [args.precision] + ([args.compare] if args.compare else [])
+        res = bench_float(args.model, args.target, args.name, precisions, args.per_layer)
+        print(json.dumps(res, indent=2) if args.json else format_bench_float(res))
+        return 0
     if args.target == "host":
         result = bench_host(args.model, args.target, args.name, args.samples)
         print(json.dumps(result, indent=2) if args.json else format_bench(result))
@@ -348,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
         "example:\n  edgekit verify kws_ref_model.tflite --samples 200\n\n"
         "Inputs are uniform random over each input's integer range. Exit code 0 only when\n"
         "every output byte of every sample matches; on a mismatch the first differing\n"
-        "layer is named.",
+        "layer is named. With --precision fp16 the host build (and, with --emulate, the\n"
+        "target build) is compared with the numpy golden model of the FP16 contract.",
     )
     _add_model_arg(p)
     p.add_argument("--samples", type=int, default=200, help="random inputs (default 200)")
@@ -402,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arg(p)
     p.add_argument("--samples", type=int, default=50, help="host only: inferences to time")
     p.add_argument("--per-layer", action="store_true", help="emulated: instructions per layer")
+    p.add_argument(
+        "--compare",
+        choices=["fp16", "fp32"],
+        help="with --precision fp16/fp32: the same model in this precision, side by side",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_bench)
 

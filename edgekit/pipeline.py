@@ -23,12 +23,17 @@ from edgekit.errors import EdgekitError
 from edgekit.frontends.tflite import read_tflite
 from edgekit.ir import serialize
 from edgekit.ir.graph import Graph
+from edgekit.passes.fp16 import FLOAT_PRECISIONS, float_families, to_float
 from edgekit.passes.fuse import fuse_activations
 from edgekit.passes.lower import lower
 from edgekit.passes.memory import MemoryPlan, plan_memory
+from edgekit.passes.overflow import check_overflow
+from edgekit.passes.rederive import rederive_lowered
 
 # Marker file that says a folder was written by edgekit and may be replaced by it.
 MARKER = ".edgekit-output"
+# Larger files are refused before they are read (docs/reliability.md).
+MAX_MODEL_BYTES = 64 << 20
 
 
 @dataclass
@@ -52,20 +57,24 @@ def load_model(path: str | Path, name: str | None = None) -> tuple[Graph, str]:
     p = Path(path)
     if not p.is_file():
         raise EdgekitError("model file not found", str(p), "check the path")
-    data = p.read_bytes()
+    try:
+        if p.stat().st_size > MAX_MODEL_BYTES:
+            raise EdgekitError(f"model file is larger than {MAX_MODEL_BYTES >> 20} MB", str(p))
+        data = p.read_bytes()
+    except OSError as exc:
+        raise EdgekitError(f"cannot read the model file ({exc.strerror})", str(p)) from None
     digest = hashlib.sha256(data).hexdigest()
     if data[:4] == serialize.MAGIC:
-        graph = serialize.loads(data, str(p))
+        # derived parameters in a lowered file are recomputed, never trusted (passes/rederive.py)
+        graph = rederive_lowered(serialize.loads(data, str(p)), str(p))
         if name:
             graph.name = name
     elif data[4:8] == b"TFL3" or p.suffix == ".tflite":
         graph = read_tflite(data, str(p), name or model_name(p))
     elif p.suffix == ".onnx":
-        raise EdgekitError(
-            "ONNX import is not implemented yet",
-            str(p),
-            "convert the model to an int8 .tflite for now; ONNX import is on the roadmap",
-        )
+        from edgekit.frontends.onnx import read_onnx
+
+        graph = read_onnx(data, str(p), name or model_name(p))
     else:
         raise EdgekitError(
             "unrecognised model format", str(p), "edgekit reads .tflite and .ekir files"
@@ -81,22 +90,38 @@ def _target_kernels(target: str) -> tuple[list[str], set[str]]:
     return list(t.kernels), set(t.capabilities)
 
 
-def compile_graph(graph: Graph, target: str = "host", where: str = "") -> Compiled:
-    """Lower (if needed), plan memory and render C for `target`. The input graph is not changed."""
+def compile_graph(
+    graph: Graph, target: str = "host", where: str = "", precision: str = "int8"
+) -> Compiled:
+    """Lower (if needed), plan memory and render C for `target`. The input graph is not changed.
+
+    precision "int8" compiles a quantized model; "fp16" (or "fp32") converts a float32 model
+    under the float contract of docs/numerics-fp16.md. A lowered graph (.ekir) keeps its own.
+    """
     g = copy.deepcopy(graph)
     if not g.meta.get("lowered"):
-        lower(g, where)
-        fuse_activations(g)
+        if precision == "int8":
+            lower(g, where)
+            fuse_activations(g)
+        elif precision in FLOAT_PRECISIONS:
+            to_float(g, precision, where)
+        else:
+            raise EdgekitError(f"unknown precision '{precision}'", where, "use int8 or fp16")
+    check_overflow(g, where)
     families, caps = _target_kernels(target)
+    if g.meta.get("precision", "int8") in FLOAT_PRECISIONS:
+        families = float_families(families)
     assign_kernels(g, families, caps)
     plan = plan_memory(g)
     generated = render_model(g, plan, families, caps)
     return Compiled(g, plan, generated, target, str(g.meta.get("source_sha256", "")))
 
 
-def compile_file(path: str | Path, target: str = "host", name: str | None = None) -> Compiled:
+def compile_file(
+    path: str | Path, target: str = "host", name: str | None = None, precision: str = "int8"
+) -> Compiled:
     graph, _ = load_model(path, name)
-    return compile_graph(graph, target, str(path))
+    return compile_graph(graph, target, str(path), precision)
 
 
 def write_output(
@@ -117,8 +142,15 @@ def write_output(
                 str(out),
                 "choose another -o folder, or pass --force to replace it",
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise EdgekitError(
+            f"cannot create the output folder ({exc.strerror})",
+            str(out),
+            "choose an -o folder whose parent is a writable directory",
+        ) from None
     try:
         for fname, text in sorted(compiled.generated.files.items()):
             (tmp / fname).write_text(text)
@@ -128,6 +160,9 @@ def write_output(
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EdgekitError(f"cannot write the output ({exc.strerror})", str(out)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,9 @@
+"""AArch64 Advanced SIMD with FP16 arithmetic: see fp16_arm for the shared design."""
+
+from __future__ import annotations
+
+from codegen.families.fp16_arm import register_isa
+
+
+def register_variants() -> None:
+    register_isa("neon", ["neon-fp16"])
