@@ -1,0 +1,163 @@
+"""`edgekit quantize`: a float ONNX or TFLite model -> an int8 .ekir, ready for generate/verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+EPILOG = """\
+examples:
+  edgekit quantize model.onnx --calib calib.npz -o model.ekir
+  edgekit quantize model.onnx --calib calib/ --method mse --bias-correction -o model.ekir
+  edgekit quantize model.onnx --data-free --input-range -1 1 -o model.ekir
+  edgekit quantize float_model.tflite --calib calib.npz -o model.ekir
+then:
+  edgekit generate model.ekir -o build/model
+  edgekit export model.ekir --format tflite -o model_int8.tflite
+  edgekit verify model.ekir --reference model_int8.tflite
+
+Calibration data: a .npz (arrays named like the model inputs, or in input order), a
+folder of .npy/.npz files, each one sample or a batch [N, *input_shape]. Arrays are in
+the source model's layout (NCHW for ONNX images); edgekit's int8 model takes NHWC.
+Weights: per-channel convolutions and per-tensor dense layers by default (as the TFLite
+converter does); --per-channel makes dense layers per channel too, --per-tensor makes
+everything per tensor. See docs/quantize.md.
+"""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_sqnr(graph: Any, qgraph: Any, calib: Any, samples: int) -> dict[str, Any] | None:
+    """SQNR of the int8 model (run by TFLM from its export) against the float model."""
+    from edgekit.export.tflite import export_tflite
+    from edgekit.quantize import Calibration, dequantize_array, quantize_array, sqnr_db
+    from edgekit.reference.float_ref import FloatModel
+    from edgekit.reference.tflm import run_tflm
+
+    cal = Calibration(graph, calib, chunk=samples, limit=samples)
+    batch = next(iter(cal))
+    ref = FloatModel(graph).run(batch)
+    model = export_tflite(qgraph)
+    ins = [qgraph.tensor(n).quant for n in qgraph.inputs]
+    outs = [qgraph.tensor(n) for n in qgraph.outputs]
+    feeds = [[quantize_array(b[k], q) for b, q in zip(batch, ins, strict=True)]
+             for k in range(batch[0].shape[0])]
+    got = run_tflm(model, feeds)
+    result = {}
+    for j, t in enumerate(outs):
+        test = np.stack([dequantize_array(np.asarray(g[j]).reshape(t.shape), t.quant) for g in got])
+        result[t.name] = round(sqnr_db(ref[j].reshape(len(got), -1), test.reshape(len(got), -1)), 2)
+    return {"samples": len(got), "sqnr_db": result}
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from edgekit.ir import serialize
+    from edgekit.pipeline import load_model
+    from edgekit.quantize import QuantConfig, quantize
+
+    if (args.calib is None) == (not args.data_free):
+        raise EdgekitError("give either --calib DATA or --data-free")
+    per_channel = "all" if args.per_channel else "none" if args.per_tensor else "conv"
+    cfg = QuantConfig(
+        method=args.method,
+        percentile=args.percentile,
+        per_channel=per_channel,
+        bias_correction=args.bias_correction,
+        sigmas=args.sigmas,
+        input_range=tuple(args.input_range) if args.input_range else None,
+        limit=args.limit,
+    )
+    t0 = time.monotonic()
+    graph, _ = load_model(args.model, args.name)
+    qgraph = quantize(graph, args.calib, cfg, data_free=args.data_free, where=str(args.model))
+    elapsed = time.monotonic() - t0
+    out = Path(args.output)
+    write_atomic(out, serialize.dumps(qgraph))
+    check = None
+    if args.calib is not None and args.check > 0:
+        from edgekit.quantize import prepare
+
+        check = _check_sqnr(prepare(graph), qgraph, args.calib, args.check)
+    info = {
+        "output": str(out),
+        "ops": len(qgraph.ops),
+        "seconds": round(elapsed, 2),
+        "quantization": qgraph.meta["quantization"],
+        "check": check,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    q = qgraph.meta["quantization"]
+    how = {
+        "batchnorm": "no data: BatchNorm statistics",
+        "synthetic": f"no data: {q['samples']} synthetic inputs over {q['input_range'] or [-1, 1]}",
+    }.get(q["ranges_from"], f"{q['samples']} calibration samples, {q['method']} ranges")
+    print(f"quantized {len(qgraph.ops)} ops in {elapsed:.2f} s from {how}")
+    print(f"weights: {per_channel_text(per_channel)}"
+          + ("; bias correction on" if cfg.bias_correction else ""))
+    for name in qgraph.inputs + qgraph.outputs:
+        t = qgraph.tensor(name)
+        role = "input " if name in qgraph.inputs else "output"
+        print(f"  {role} {name}: int8 {list(t.shape)} scale {t.quant.scalar_scale():.6g} "
+              f"zero point {t.quant.scalar_zero_point()}")
+    if check:
+        for name, db in check["sqnr_db"].items():
+            print(f"output SQNR vs float on {check['samples']} calibration samples (TFLM): "
+                  f"{name} {db:.2f} dB")
+    print(f"wrote {out}")
+    return 0
+
+
+def per_channel_text(mode: str) -> str:
+    return {"conv": "per-channel convolutions, per-tensor dense layers",
+            "all": "per channel everywhere", "none": "per tensor everywhere"}[mode]
+
+
+def register(add: Any) -> None:
+    p = add("quantize", "quantize a float ONNX or TFLite model to an int8 .ekir", EPILOG)
+    p.add_argument("model", type=Path, help="a float .onnx or .tflite model")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the int8 .ekir to write")
+    p.add_argument("--calib", type=Path, help=".npz file or folder of .npy/.npz samples")
+    p.add_argument("--data-free", action="store_true",
+                   help="no data: ranges from BatchNorm statistics, or synthetic inputs over "
+                   "--input-range (see docs/quantize.md)")
+    p.add_argument("--method", choices=["minmax", "percentile", "mse"], default="minmax",
+                   help="activation range estimator (default minmax)")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="for --method percentile (default 99.99)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--per-channel", action="store_true",
+                   help="per-channel weights in dense layers too")
+    g.add_argument("--per-tensor", action="store_true", help="per-tensor weights everywhere")
+    p.add_argument("--bias-correction", action="store_true",
+                   help="re-centre each output channel for its weight rounding error")
+    p.add_argument("--input-range", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="data-free: the range of the model input (default -1 1)")
+    p.add_argument("--sigmas", type=float, default=6.0,
+                   help="data-free: range = mean +- SIGMAS * std (default 6)")
+    p.add_argument("--limit", type=int, help="use at most this many calibration samples")
+    p.add_argument("--check", type=int, default=16, metavar="N",
+                   help="report output SQNR on N calibration samples, via TFLM (0: skip)")
+    p.add_argument("--name", help="C identifier prefix (default: file name)")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(fn=cmd_quantize)

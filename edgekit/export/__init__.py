@@ -1,0 +1,1 @@
+"""Writers from the IR to other formats (TFLite, for cross-checking in other runtimes)."""
