@@ -1,0 +1,184 @@
+"""Delay-convolution kernels for snn_synapse, and the neuron kernel (docs/snn.md, "Kernels").
+
+Three ways to compute I_i(t) = sum_j W_ij s_j(t - d_ij), bit-identical by construction:
+
+* dense: every synapse every step, reading the input's packed history ring at its delay. The
+  reference: simple, cost independent of activity.
+* gather: the same input history ring; each step scans the D stored vectors, and for every spike
+  s_j(t - d) adds the synapses of input j whose delay is exactly d. Synapses are stored grouped
+  by (input, delay), so each is touched once per input spike.
+* scatter: event driven on the output side; a spike of input j at t adds each synapse's weight
+  into an accumulator ring at slot t + d, and step t reads and clears slot t.
+
+The kernel is chosen per layer by edgekit.snn.cost (auto) or by the user; `prepare` adds the
+kernel's constants and declares its state tensors, which edgekit.snn.state places in the
+persistent region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from codegen.kernels import register
+from edgekit.ir.graph import Graph, Op, Tensor
+from edgekit.snn.ops import KERNELS, NEURON_KINDS, SYNAPSE, packed_bytes
+
+FAMILY = "snn"
+TEMPLATES = {k: f"snn/synapse_{k}.c.j2" for k in KERNELS}
+NEURON_TEMPLATE = "snn/neuron.c.j2"
+INT16_MAX = (1 << 15) - 1
+PAIRED_MIN_GROUP = 4.0
+
+
+def _state(graph: Graph, op: Op, role: str, shape: tuple[int, ...], dtype: str) -> None:
+    name = f"{op.name}/{role}"
+    graph.tensors[name] = Tensor(name, shape, dtype)
+    op.attrs.setdefault("state", {})[role] = name
+
+
+def _const(graph: Graph, op: Op, role: str, data: np.ndarray) -> None:
+    name = f"{op.name}/{role}"
+    if name in graph.tensors:
+        del graph.tensors[name]  # re-preparing with another kernel replaces the old layout
+    op.attrs.setdefault("q", {})[role] = graph.add_const(name, data)
+
+
+def synapse_groups(
+    weights: np.ndarray, delays: np.ndarray, max_delay: int
+) -> dict[str, np.ndarray]:
+    """Non-zero synapses grouped by (delay d, input j), each group sorted by output neuron.
+
+    Group g = d * n_in + j spans entries offsets[g] .. offsets[g + 1] - 1. Delay-major order lets
+    gather walk one offsets row per history row, and scatter step through an input's delays with
+    a fixed stride. Zero weights are dropped: adding 0 changes nothing.
+
+    Up to 256 outputs, two synapses share one int32 `pairs` word, t0 | w0 << 8 | t1 << 16 |
+    w1 << 24 (w as its two's-complement byte), so one load feeds two updates; groups are padded
+    to an even size with (0, 0) entries, which add 0 to neuron 0. Wider layers, and layers whose
+    groups are so small that padding would cost more than pairing saves, keep separate `targets`
+    and `weights` arrays, and offsets count entries instead of words.
+    """
+    n_out, n_in = weights.shape
+    i_idx, j_idx = np.nonzero(weights)
+    group = delays[i_idx, j_idx].astype(np.int64) * n_in + j_idx.astype(np.int64)
+    order = np.lexsort((i_idx, group))
+    counts = np.bincount(group, minlength=n_in * max_delay)
+    tgt, wts, grp = i_idx[order], weights[i_idx, j_idx][order].astype(np.int64), group[order]
+    if n_out <= 256 and paired_layout(counts):
+        padded = counts + (counts & 1)
+        starts = np.concatenate([[0], np.cumsum(padded)])
+        entries = np.zeros((int(starts[-1]), 2), dtype=np.int64)  # (target, weight)
+        first = np.concatenate([[0], np.cumsum(counts)])[:-1]
+        pos = starts[:-1][grp] + (np.arange(grp.size) - first[grp])
+        entries[pos, 0], entries[pos, 1] = tgt, wts
+        e = entries.reshape(-1, 4)  # two entries per word
+        words = e[:, 0] | (e[:, 1] & 0xFF) << 8 | e[:, 2] << 16 | (e[:, 3] & 0xFF) << 24
+        offsets = starts // 2
+        off_dtype = np.int16 if offsets[-1] <= INT16_MAX else np.int32
+        return {
+            "offsets": offsets.astype(off_dtype),
+            "pairs": words.astype(np.uint32).view(np.int32),
+        }
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    off_dtype = np.int16 if offsets[-1] <= INT16_MAX else np.int32
+    tgt_dtype = np.uint8 if n_out <= 256 else (np.int16 if n_out <= INT16_MAX + 1 else np.int32)
+    return {
+        "offsets": offsets.astype(off_dtype),
+        "targets": tgt.astype(tgt_dtype),
+        "weights": wts.astype(np.int8),
+    }
+
+
+def paired_layout(counts: np.ndarray) -> bool:
+    """Pairs pay off when a non-empty group holds several synapses on average: each pair saves
+    about one instruction, each padded entry costs about six."""
+    filled = counts[counts > 0]
+    return bool(filled.size) and float(filled.mean()) >= PAIRED_MIN_GROUP
+
+
+def _operands(graph: Graph, op: Op) -> tuple[np.ndarray, np.ndarray, int]:
+    w = graph.tensor(op.inputs[1]).data
+    d = graph.tensor(op.inputs[2]).data
+    assert w is not None and d is not None
+    return w, d, int(op.attrs["max_delay"])
+
+
+def scatter_acc_dtype(weights: np.ndarray) -> str:
+    """int16 slots when no output's total |weight| can leave int16, else int32.
+
+    A slot receives at most one event per synapse of its neuron (the spike s_j(t - d_ij)), so
+    sum_j |W_ij| bounds it.
+    """
+    worst = int(np.abs(weights.astype(np.int64)).sum(axis=1).max(initial=0))
+    return "int16" if worst <= INT16_MAX else "int32"
+
+
+def _history(graph: Graph, op: Op) -> None:
+    n_in, dmax = int(op.attrs["n_in"]), int(op.attrs["max_delay"])
+    _state(graph, op, "ring", (dmax * packed_bytes(n_in),), "uint8")
+    _state(graph, op, "head", (1,), "int32")
+
+
+def prepare_dense(graph: Graph, op: Op) -> None:
+    op.attrs["q"] = {}
+    op.attrs["state"] = {}
+    _history(graph, op)
+
+
+def prepare_gather(graph: Graph, op: Op) -> None:
+    op.attrs["q"] = {}
+    op.attrs["state"] = {}
+    w, d, dmax = _operands(graph, op)
+    for role, arr in synapse_groups(w, d, dmax).items():
+        _const(graph, op, role, arr)
+    _history(graph, op)
+
+
+def prepare_scatter(graph: Graph, op: Op) -> None:
+    op.attrs["q"] = {}
+    op.attrs["state"] = {}
+    w, d, dmax = _operands(graph, op)
+    for role, arr in synapse_groups(w, d, dmax).items():
+        _const(graph, op, role, arr)
+    n_out = int(op.attrs["n_out"])
+    _state(graph, op, "ring", (dmax * n_out,), scatter_acc_dtype(w))
+    _state(graph, op, "head", (1,), "int32")
+
+
+PREPARE: dict[str, Callable[[Graph, Op], None]] = {
+    "dense": prepare_dense,
+    "gather": prepare_gather,
+    "scatter": prepare_scatter,
+}
+
+
+def drop_kernel_state(graph: Graph, op: Op) -> None:
+    """Forget a previous kernel choice: its constants and state tensors."""
+    for name in list(op.attrs.get("q", {}).values()) + list(op.attrs.get("state", {}).values()):
+        graph.tensors.pop(str(name), None)
+    op.attrs.pop("q", None)
+    op.attrs.pop("state", None)
+    op.attrs.pop("kernel", None)
+
+
+def apply_kernel(graph: Graph, op: Op, kernel: str) -> None:
+    """Give snn_synapse `op` the kernel `kernel`: constants, state and the template record."""
+    if op.kind != SYNAPSE or kernel not in PREPARE:
+        raise ValueError(f"{op.name}: no snn kernel '{kernel}' for {op.kind}")
+    drop_kernel_state(graph, op)
+    PREPARE[kernel](graph, op)
+    op.attrs["snn_kernel"] = kernel
+    op.attrs["kernel"] = {"family": FAMILY, "template": TEMPLATES[kernel]}
+
+
+def _only(kernel: str) -> Callable[[Graph, Op], bool]:
+    # selection by target family order never picks these: edgekit.snn.cost chooses per layer
+    return lambda graph, op: op.attrs.get("snn_kernel") == kernel
+
+
+for _k in KERNELS:
+    register(FAMILY, SYNAPSE, TEMPLATES[_k], accepts=_only(_k), prepare=PREPARE[_k])
+for _kind in NEURON_KINDS:
+    register(FAMILY, _kind, NEURON_TEMPLATE)

@@ -1,0 +1,114 @@
+"""Which delay kernel per layer: a small instruction-count model fed with expected spike rates.
+
+Input rates of the hidden layers are not known from the file, so they are measured: the golden
+model runs on Bernoulli input spikes at the requested rate and every input's firing probability
+is counted. The per-operation costs are instructions of the generated C on Cortex-M4 at -O2,
+fitted to the counts bench/snn.py measures under QEMU; other cores scale similarly enough for a
+choice between kernels whose costs differ by large factors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.ir.graph import Graph
+from edgekit.snn import ops
+from edgekit.snn.golden import GoldenSnn
+
+# instructions per unit of work (Cortex-M4, -O2), fitted to bench/snn.py's per-layer counts
+DENSE_SYNAPSE = 14.0  # one synapse of the dense kernel: delay, ring row, bit test, multiply-add
+DENSE_NEURON = 10.0  # per output neuron of the dense kernel
+ROW_WORD = 22.0  # gather: one 32-bit word of one history row scanned, with the row set-up
+GATHER_GROUP = 18.0  # gather: one (spike, delay) group opened, once per history row it sits in
+SCATTER_GROUP = 12.0  # scatter: one (spike, delay) group opened, all at the spike
+EVENT_SYNAPSE = 7.0  # one synapse touched by an event (target and weight, load, add, store)
+EVENT_PAIRED = 6.3  # the same with two synapses per word, padding included
+SLOT_NEURON = 5.5  # scatter: hand on and clear one accumulator of the current slot
+CLEAR_NEURON = 0.5  # gather: zeroing one current before accumulating
+STEP_FIXED = 40.0  # call, ring head, copy of the input vector
+
+
+@dataclass
+class LayerChoice:
+    kernel: str
+    estimates: dict[str, float]  # kernel -> instructions per step
+    state_bytes: dict[str, int]  # kernel -> bytes of its delay state
+    input_rate: float  # mean firing probability of the layer's inputs
+
+
+def state_bytes(layer: ops.Layer, kernel: str) -> int:
+    if kernel == "scatter":
+        worst = int(np.abs(layer.weights.astype(np.int64)).sum(axis=1).max(initial=0))
+        width = 2 if worst <= (1 << 15) - 1 else 4
+        return layer.max_delay * layer.n_out * width + 4
+    return layer.max_delay * ops.packed_bytes(layer.n_in) + 4
+
+
+def input_rates(graph: Graph, rate: float, steps: int = 200, seed: int = 0) -> list[np.ndarray]:
+    """Per layer, each input's probability of spiking in a step, under Bernoulli(rate) input."""
+    golden = GoldenSnn(graph)
+    rng = np.random.default_rng(seed)
+    x = rng.random((steps, golden.n_inputs)) < rate
+    trace = golden.run(x)
+    rates = [x.mean(axis=0)]
+    rates += [s.mean(axis=0) for s in trace.spikes[: len(golden.layers) - 1]]
+    return rates
+
+
+def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
+    """Instructions per step of each kernel's synapse op, given per-input spike rates."""
+    from codegen.families.snn import paired_layout
+
+    nz = layer.weights != 0
+    fanout = nz.sum(axis=0).astype(np.float64)  # non-zero synapses per input
+    dmax, words = layer.max_delay, (layer.n_in + 31) // 32
+    counts = np.zeros(layer.n_in * dmax, np.int64)
+    i_idx, j_idx = np.nonzero(nz)
+    np.add.at(counts, layer.delays[i_idx, j_idx].astype(np.int64) * layer.n_in + j_idx, 1)
+    per_event = EVENT_PAIRED if layer.n_out <= 256 and paired_layout(counts) else EVENT_SYNAPSE
+    spikes = float(rates.sum())
+    events = float((rates * fanout).sum()) * per_event
+    return {
+        "dense": STEP_FIXED + layer.n_out * (DENSE_NEURON + layer.n_in * DENSE_SYNAPSE),
+        "gather": STEP_FIXED
+        + layer.n_out * CLEAR_NEURON
+        + dmax * words * ROW_WORD
+        + spikes * dmax * GATHER_GROUP
+        + events,
+        "scatter": STEP_FIXED
+        + layer.n_out * SLOT_NEURON
+        + words * ROW_WORD
+        + spikes * dmax * SCATTER_GROUP
+        + events,
+    }
+
+
+def choose(graph: Graph, mode: str | list[str] = "auto", rate: float = 0.05) -> list[LayerChoice]:
+    """One kernel per layer. `mode` is auto, one kernel for all, or a list with one per layer.
+
+    auto takes the cheapest estimate; within 5% it prefers the kernel with less state RAM.
+    """
+    layers = ops.layers(graph)
+    modes = mode if isinstance(mode, list) else [mode] * len(layers)
+    if len(modes) != len(layers):
+        raise ValueError(f"{len(modes)} kernels given for {len(layers)} layers")
+    for m in modes:
+        if m != "auto" and m not in ops.KERNELS:
+            raise ValueError(f"unknown snn kernel '{m}' (auto, {', '.join(ops.KERNELS)})")
+    rates = (
+        input_rates(graph, rate)
+        if "auto" in modes
+        else [np.full(layer.n_in, rate) for layer in layers]
+    )
+    out = []
+    for layer, m, r in zip(layers, modes, rates, strict=True):
+        est = estimate(layer, r)
+        ram = {k: state_bytes(layer, k) for k in ops.KERNELS}
+        if m == "auto":
+            best = min(est.values())
+            near = [k for k in ops.KERNELS if est[k] <= best * 1.05]
+            m = min(near, key=lambda k: (ram[k], est[k]))
+        out.append(LayerChoice(m, est, ram, float(r.mean()) if r.size else 0.0))
+    return out

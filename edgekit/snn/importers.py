@@ -1,0 +1,372 @@
+"""Spiking networks in: SNN-delays (DCLS) checkpoints with their config, and NIR graphs.
+
+SNN-delays keeps its layers in one nn.Sequential, so a checkpoint's state dict has, per
+synaptic layer, `model.<i>.weight` [out, in, 1], `.P` [1, out, in, 1] and `.SIG` (Dcls1d, plus
+`.bias` when configured) and, with batch norm, a BatchNorm1d at a later index with `weight`,
+`bias`, `running_mean`, `running_var`. Layers are found by their keys, not by fixed indices, so
+dropout, PLIF (`.w`) and synapse-filter modules may sit in between.
+
+Dcls1d builds a kernel of D = dilated_kernel_size taps with the weight at tap k = P + D // 2, and
+the model pads D - 1 zeros on the left of time before correlating, so output step t reads input
+step t + k - (D - 1): the synapse's delay is d = D - 1 - k (D // 2 - round(P) for odd D). At
+inference SIG is 0 and P is rounded, so each synapse has exactly one tap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+from edgekit.snn.model import FloatLayer, FloatSnn
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "time_step": 10.0,
+    "init_tau": 10.0,
+    "v_threshold": 1.0,
+    "output_v_threshold": 1e9,
+    "use_batchnorm": True,
+    "bias": False,
+    "spiking_neuron_type": "lif",
+    "bn_eps": 1e-5,
+}
+CONFIG_REQUIRED = ("n_inputs", "n_hidden_layers", "n_hidden_neurons", "n_outputs", "max_delay")
+# a readout threshold at or above this is SNN-delays' "never spike" (it uses 1e9)
+UNREACHABLE_THRESHOLD = 1e6
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise EdgekitError("config file not found", str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise EdgekitError(f"config is not valid JSON: {exc}", str(p)) from None
+    if not isinstance(raw, dict):
+        raise EdgekitError("config must be a JSON object", str(p))
+    return check_config(raw, str(p))
+
+
+def check_config(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    missing = [k for k in CONFIG_REQUIRED if k not in raw]
+    if missing:
+        raise EdgekitError(
+            f"config lacks {', '.join(missing)}",
+            where,
+            hint="keys: " + ", ".join([*CONFIG_REQUIRED, *CONFIG_DEFAULTS]),
+        )
+    cfg = {**CONFIG_DEFAULTS, **raw}
+    if cfg["spiking_neuron_type"] not in ("lif", "plif", "heaviside"):
+        raise EdgekitError(
+            f"spiking_neuron_type '{cfg['spiking_neuron_type']}' is not supported", where,
+            hint="lif, plif or heaviside",
+        )  # fmt: skip
+    if int(cfg.get("kernel_count", 1)) != 1:
+        raise EdgekitError("only kernel_count = 1 (one delay per synapse) is supported", where)
+    return cfg
+
+
+def tau_steps(cfg: dict[str, Any]) -> float:
+    """The membrane time constant in steps.
+
+    SNN-delays writes init_tau in ms and divides by time_step; a config dumped after that holds
+    steps. A tau in ms is never below one step, so a value >= time_step is taken as ms unless
+    init_tau_unit says otherwise.
+    """
+    tau, dt = float(cfg["init_tau"]), float(cfg["time_step"])
+    unit = cfg.get("init_tau_unit") or ("ms" if tau >= dt else "steps")
+    if unit not in ("ms", "steps"):
+        raise EdgekitError(f"init_tau_unit must be ms or steps, not '{unit}'")
+    steps = (tau + 1e-9) / dt if unit == "ms" else tau
+    if steps < 1.0 - 1e-6:
+        raise EdgekitError(f"init_tau of {steps:g} steps is below one time step")
+    return max(steps, 1.0)
+
+
+def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """A checkpoint's tensors as numpy arrays: .npz directly, .pt/.pth through torch."""
+    p = Path(path)
+    if not p.is_file():
+        raise EdgekitError("checkpoint not found", str(p))
+    if p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    try:
+        import torch
+    except ImportError:
+        raise EdgekitError(
+            "reading a .pt checkpoint needs torch",
+            str(p),
+            hint="pip install torch, or save the state dict as .npz "
+            "(numpy.savez(path, **{k: v.numpy() for k, v in sd.items()}))",
+        ) from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise EdgekitError(f"torch could not read the checkpoint: {exc}", str(p)) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise EdgekitError("the checkpoint is not a state dict", str(p))
+    return {str(k): v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+
+
+def dcls_delays(positions: np.ndarray, max_delay: int) -> np.ndarray:
+    """Integer delays of a Dcls1d with kernel_count 1: d = D - 1 - clip(round(P) + D // 2)."""
+    tap = np.clip(np.round(positions) + max_delay // 2, 0, max_delay - 1)
+    return (max_delay - 1 - tap).astype(np.int64)
+
+
+def _modules(sd: dict[str, np.ndarray], prefix: str) -> dict[int, dict[str, np.ndarray]]:
+    pat = re.compile(rf"^{re.escape(prefix)}(\d+)\.(\w+)$")
+    mods: dict[int, dict[str, np.ndarray]] = {}
+    for k, v in sd.items():
+        m = pat.match(k)
+        if m:
+            mods.setdefault(int(m.group(1)), {})[m.group(2)] = np.asarray(v)
+    return mods
+
+
+def from_snn_delays(
+    sd: dict[str, np.ndarray], cfg: dict[str, Any], where: str = "checkpoint"
+) -> FloatSnn:
+    cfg = check_config(cfg, where)
+    prefix = "model." if any(k.startswith("model.") for k in sd) else ""
+    mods = _modules(sd, prefix)
+    dcls = sorted(i for i, m in mods.items() if "P" in m and "weight" in m)
+    n_layers = int(cfg["n_hidden_layers"]) + 1
+    if len(dcls) != n_layers:
+        raise EdgekitError(
+            f"found {len(dcls)} Dcls1d layers ({prefix}<i>.P), the config says {n_layers}", where
+        )
+    dmax = int(cfg["max_delay"])
+    tau = tau_steps(cfg)
+    kind = cfg["spiking_neuron_type"]
+    sizes = [int(cfg["n_inputs"])] + [int(cfg["n_hidden_neurons"])] * (n_layers - 1)
+    sizes.append(int(cfg["n_outputs"]))
+    layers: list[FloatLayer] = []
+    max_sig = 0.0
+    for k, idx in enumerate(dcls):
+        m = mods[idx]
+        w, pos = m["weight"], m["P"]
+        n_out, n_in = sizes[k + 1], sizes[k]
+        what = f"{where}: {prefix}{idx}"
+        if w.shape != (n_out, n_in, 1) or pos.shape != (1, n_out, n_in, 1):
+            raise EdgekitError(
+                f"{what}: weight {list(w.shape)} / P {list(pos.shape)}, expected "
+                f"[{n_out}, {n_in}, 1] / [1, {n_out}, {n_in}, 1] (kernel_count 1)"
+            )
+        if "SIG" in m:
+            max_sig = max(max_sig, float(np.abs(m["SIG"]).max(initial=0.0)))
+        nxt = min([i for i in dcls if i > idx] + [max(mods) + 1])
+        between = [mods[i] for i in sorted(mods) if idx < i < nxt]
+        gain = np.ones(n_out)
+        offset = m["bias"].astype(np.float64) if "bias" in m else np.zeros(n_out)
+        bn = next((b for b in between if "running_mean" in b), None)
+        if cfg["use_batchnorm"] and k < n_layers - 1 and bn is None:
+            raise EdgekitError(f"{what}: use_batchnorm is set but no BatchNorm1d follows")
+        if bn is not None:
+            eps = float(cfg["bn_eps"])
+            gamma = bn.get("weight", np.ones(n_out)).astype(np.float64)
+            beta_bn = bn.get("bias", np.zeros(n_out)).astype(np.float64)
+            scale = gamma / np.sqrt(bn["running_var"].astype(np.float64) + eps)
+            offset = (offset - bn["running_mean"].astype(np.float64)) * scale + beta_bn
+            gain = scale
+        plif = next((b["w"] for b in between if "w" in b and b["w"].size == 1), None)
+        if kind == "plif" and plif is not None:
+            beta = 1.0 - 1.0 / (1.0 + math.exp(-float(plif.reshape(-1)[0])))
+        elif kind == "heaviside":
+            beta = 0.0
+        else:
+            beta = 1.0 - 1.0 / tau
+        last = k == n_layers - 1
+        thr = float(cfg["output_v_threshold"] if last else cfg["v_threshold"])
+        neuron = "li" if last and (thr >= UNREACHABLE_THRESHOLD or kind == "heaviside") else "lif"
+        layers.append(
+            FloatLayer(
+                weight=w[:, :, 0].astype(np.float64),
+                delay=dcls_delays(pos[0, :, :, 0].astype(np.float64), dmax),
+                max_delay=dmax,
+                neuron=neuron,
+                beta=np.full(n_out, beta),
+                gain=gain,
+                offset=offset,
+                v_threshold=np.full(n_out, thr if neuron != "li" else 0.0),
+                reset="zero",
+            )
+        )
+    meta = {"source_format": "snn-delays", "max_abs_sig": max_sig, "tau_steps": tau}
+    net = FloatSnn(sizes[0], layers, float(cfg["time_step"]), meta)
+    try:
+        net.check()
+    except ValueError as exc:
+        raise EdgekitError(f"invalid network: {exc}", where) from None
+    return net
+
+
+def read_snn_delays(ckpt: str | Path, config: str | Path | dict[str, Any]) -> FloatSnn:
+    cfg = load_config(config) if not isinstance(config, dict) else config
+    return from_snn_delays(load_state_dict(ckpt), cfg, str(ckpt))
+
+
+# --- NIR ---------------------------------------------------------------------------------------
+
+
+def _nir_chain(graph: Any, where: str) -> list[Any]:
+    import nir
+
+    succ: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+    starts = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    if len(starts) != 1:
+        raise EdgekitError(f"the NIR graph needs exactly one Input node, has {len(starts)}", where)
+    chain, at, seen = [], starts[0], set()
+    while True:
+        node = graph.nodes[at]
+        if isinstance(node, nir.NIRGraph):
+            raise EdgekitError(f"nested NIR graph '{at}' is not supported", where)
+        chain.append((at, node))
+        seen.add(at)
+        nxt = succ.get(at, [])
+        if isinstance(node, nir.Output):
+            break
+        if len(nxt) != 1 or nxt[0] in seen:
+            raise EdgekitError(
+                f"NIR node '{at}' must have exactly one successor (a feed-forward chain)", where
+            )
+        at = nxt[0]
+    return chain
+
+
+def _steps(delay_s: np.ndarray, dt: float, what: str) -> np.ndarray:
+    steps = np.asarray(delay_s, dtype=np.float64) / dt
+    rounded = np.round(steps)
+    if np.any(np.abs(steps - rounded) > 1e-6 * np.maximum(1.0, np.abs(steps))):
+        raise EdgekitError(f"{what}: delays are not whole multiples of the time step {dt:g} s")
+    if np.any(rounded < 0):
+        raise EdgekitError(f"{what}: negative delay")
+    return rounded.astype(np.int64)
+
+
+def from_nir(graph: Any, dt: float, where: str = "nir") -> FloatSnn:
+    """A NIR chain Input, ([Delay] Affine|Linear [Delay] LIF|IF|LI)+, Output, at time step dt (s).
+
+    Neurons are discretised with forward Euler at dt: LIF v <- (1 - dt/tau) v + dt/tau (v_leak +
+    r I), IF v <- v + dt r I, LI like LIF without spikes; NIR fires on v > v_threshold and resets
+    to v_reset, which must be 0. A Delay before the weights delays each input, one after them each
+    output; a synapse's delay is the sum, in whole steps.
+    """
+    import nir
+
+    if not dt > 0:
+        raise EdgekitError("the NIR import needs a positive time step", where, hint="--dt SECONDS")
+    chain = _nir_chain(graph, where)
+    shape = np.asarray(chain[0][1].input_type["input"]).reshape(-1)
+    n_inputs = int(np.prod(shape))
+    layers: list[FloatLayer] = []
+    pending_in: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    pending_out: np.ndarray | None = None
+    for name, node in chain[1:]:
+        what = f"{where}: node '{name}'"
+        if isinstance(node, nir.Output):
+            break
+        if isinstance(node, nir.Delay):
+            d = _steps(node.delay, dt, what).reshape(-1)
+            if weight is None:
+                pending_in = d if pending_in is None else pending_in + d
+            else:
+                pending_out = d if pending_out is None else pending_out + d
+        elif isinstance(node, nir.Affine | nir.Linear):
+            if weight is not None:
+                raise EdgekitError(f"{what}: two weight nodes without a neuron in between")
+            weight = np.asarray(node.weight, dtype=np.float64)
+            if weight.ndim != 2:
+                raise EdgekitError(f"{what}: weight must be 2-D")
+            bias = (
+                np.asarray(node.bias, dtype=np.float64).reshape(-1)
+                if isinstance(node, nir.Affine)
+                else np.zeros(weight.shape[0])
+            )
+        elif isinstance(node, nir.LIF | nir.IF | nir.LI):
+            if weight is None:
+                raise EdgekitError(f"{what}: a neuron node needs a weight node before it")
+            n_out, n_in = weight.shape
+            d = np.zeros((n_out, n_in), np.int64)
+            if pending_in is not None:
+                d = d + pending_in.reshape(1, -1)
+            if pending_out is not None:
+                d = d + pending_out.reshape(-1, 1)
+            assert bias is not None
+            layers.append(_nir_layer(node, weight, bias, d, dt, what))
+            weight = bias = pending_in = pending_out = None
+        else:
+            raise EdgekitError(f"{what}: NIR {type(node).__name__} is not supported here")
+    if weight is not None:
+        raise EdgekitError(f"{where}: the last weight node has no neuron after it")
+    net = FloatSnn(n_inputs, layers, dt * 1000.0, {"source_format": "nir"})
+    try:
+        net.check()
+    except ValueError as exc:
+        raise EdgekitError(f"invalid network: {exc}", where) from None
+    return net
+
+
+def _per_neuron(value: Any, n: int, what: str, name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        return np.full(n, float(arr[0]))
+    if arr.size != n:
+        raise EdgekitError(f"{what}: {name} has {arr.size} values for {n} neurons")
+    return arr
+
+
+def _nir_layer(
+    node: Any, weight: np.ndarray, bias: np.ndarray, d: np.ndarray, dt: float, what: str
+) -> FloatLayer:
+    import nir
+
+    n_out = weight.shape[0]
+    r = _per_neuron(node.r, n_out, what, "r")
+    if isinstance(node, nir.IF):
+        beta, gain, offset = np.ones(n_out), dt * r, dt * r * bias
+        neuron = "if"
+    else:
+        tau = _per_neuron(node.tau, n_out, what, "tau")
+        if np.any(tau < dt):
+            raise EdgekitError(f"{what}: tau below the time step makes Euler unstable")
+        k = dt / tau
+        leak = _per_neuron(node.v_leak, n_out, what, "v_leak")
+        beta, gain, offset = 1.0 - k, k * r, k * (leak + r * bias)
+        neuron = "li" if isinstance(node, nir.LI) else "lif"
+    thr = np.zeros(n_out)
+    if neuron != "li":
+        thr = _per_neuron(node.v_threshold, n_out, what, "v_threshold")
+        v_reset = getattr(node, "v_reset", None)
+        if v_reset is not None and np.any(_per_neuron(v_reset, n_out, what, "v_reset") != 0):
+            raise EdgekitError(f"{what}: only v_reset = 0 is supported")
+    dmax = int(d.max(initial=0)) + 1
+    return FloatLayer(weight, d, dmax, neuron, beta, gain, offset, thr, "zero", strict=True)
+
+
+def read_nir(path: str | Path, dt: float) -> FloatSnn:
+    try:
+        import nir
+    except ImportError:
+        raise EdgekitError(
+            "reading NIR needs the nir package", str(path), "pip install nir"
+        ) from None
+    try:
+        graph = nir.read(str(path))
+    except Exception as exc:  # h5py and nir raise many types for a bad file
+        raise EdgekitError(f"could not read the NIR file: {exc}", str(path)) from None
+    return from_nir(graph, dt, str(path))
