@@ -1,0 +1,1 @@
+"""Vitis HLS C++ generation: the design (layers, reuse, buffers) and its rendering."""
