@@ -273,6 +273,13 @@ def render_model(
             )
         return infos
 
+    # A kernel variant may replace a lowered constant with its own layout or fold it into the
+    # code (DSP requantisation inline), so only arrays some layer still names are emitted.
+    code_text = "\n".join(layer.code for layer in layers)
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code_text))
+    const_order = [t for t in const_order if consts[t.name] in named]
+    consts = {t.name: consts[t.name] for t in const_order}
+
     const_blocks = []
     for t in const_order:
         assert t.data is not None
@@ -307,7 +314,14 @@ def render_model(
         f"{name}_weights.h": env.render("weights.h.j2", **ctx),
         "harness_model.h": env.render("harness_model.h.j2", **ctx),
     }
-    csrc = resource_dir("csrc")
-    for header in sorted(csrc.glob(RUNTIME_HEADER_GLOB)):
-        files[header.name] = header.read_text()
+    # Ship only the runtime headers the generated files include, directly or through another.
+    runtime = {
+        h.name: h.read_text() for h in sorted(resource_dir("csrc").glob(RUNTIME_HEADER_GLOB))
+    }
+    pending = list(files.values())
+    while pending:
+        for inc in re.findall(r'#include\s*"([^"]+)"', pending.pop()):
+            if inc in runtime and inc not in files:
+                files[inc] = runtime[inc]
+                pending.append(files[inc])
     return GeneratedModel(name, files, layers, consts)
