@@ -108,6 +108,7 @@ def bench_emulated(
     model: Path, target: str, name: str | None, per_layer: bool = False
 ) -> dict[str, Any]:
     """Exact executed instructions of one inference on an emulated target, and ELF sizes."""
+    from edgekit.runners.emulated import elf_symbol_sizes
     from edgekit.runners.emulated_model import EmulatedModel
 
     compiled = compile_file(model, target, name)
@@ -117,7 +118,9 @@ def bench_emulated(
     layers = [layer for layer in compiled.generated.layers if not layer.noop]
     macs = sum(layer.macs for layer in layers)
     sizes = emu.sizes()
-    consts = sum(compiled.graph.tensor(t).nbytes for t in compiled.generated.consts)
+    # what the constants take in the linked image: arrays folded into code count as code
+    symbols = elf_symbol_sizes(emu.elf)
+    consts = sum(symbols.get(ident, 0) for ident in compiled.generated.consts.values())
     result: dict[str, Any] = {
         "model": compiled.graph.name,
         "target": target,

@@ -495,6 +495,43 @@ def _elf_sections(elf: Path) -> list[tuple[str, int, int, int]]:
     return [(name(h[0]), h[1], h[2], h[5]) for h in headers]
 
 
+def elf_symbol_sizes(elf: Path) -> dict[str, int]:
+    """Size in bytes of every named data or function symbol in the ELF's symbol table.
+
+    Kernels unrolled to a layer's real channel counts let the compiler fold some constant
+    arrays into immediates, so what a model's constants cost in flash is read from here.
+    """
+    data = Path(elf).read_bytes()
+    if data[:4] != b"\x7fELF":
+        raise EdgekitError("not an ELF file", str(elf))
+    is64 = data[4] == 2
+    end = "<" if data[5] == 1 else ">"
+    if is64:
+        (shoff,) = struct.unpack_from(end + "Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from(end + "2H", data, 0x3A)
+        sh_fmt, sym_fmt, sym_size = end + "IIQQQQIIQQ", end + "IBBHQQ", 24
+    else:
+        (shoff,) = struct.unpack_from(end + "I", data, 0x20)
+        shentsize, shnum = struct.unpack_from(end + "2H", data, 0x2E)
+        sh_fmt, sym_fmt, sym_size = end + "IIIIIIIIII", end + "IIIBBH", 16
+    headers = [struct.unpack_from(sh_fmt, data, shoff + i * shentsize) for i in range(shnum)]
+    sizes: dict[str, int] = {}
+    for h in headers:
+        if h[1] != 2:  # SHT_SYMTAB
+            continue
+        offset, total, link = h[4], h[5], h[6]
+        str_off = headers[link][4]
+        for k in range(total // sym_size):
+            fields = struct.unpack_from(sym_fmt, data, offset + k * sym_size)
+            st_name, st_size = (fields[0], fields[5]) if is64 else (fields[0], fields[2])
+            if not st_name or not st_size:
+                continue
+            start = str_off + st_name
+            name = data[start : data.index(b"\0", start)].decode(errors="replace")
+            sizes[name] = sizes.get(name, 0) + st_size
+    return sizes
+
+
 def elf_sizes(elf: Path) -> dict[str, int]:
     """Bytes of code, constants, initialised and zeroed data and stack, and flash / RAM totals.
 
