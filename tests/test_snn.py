@@ -427,6 +427,36 @@ def test_nir_graph_import(tmp_path: Path) -> None:
     np.testing.assert_array_equal(model.run(x), GoldenSnn(g).run(x).output)
 
 
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imc"])
+def test_kernels_make_no_byte_loop_library_calls(target: str, tmp_path: Path) -> None:
+    """The MCU C libraries copy and fill byte by byte: a step must not call memcpy/memset for
+    currents and int32 accumulator rings (which the compiler would make of plain loops)."""
+    import re
+    import subprocess
+
+    _tools(target)
+    t = load_target(target)
+    # 600 inputs: sum |W_ij| of the first layer exceeds int16, so scatter has an int32 ring
+    graph = quantize(_random_net(12, [600, 40, 10], 6), "nocall")
+    call = re.compile(r"\b(bl|call|tail|jal)\s+(memcpy|memset)\b")
+    for kernel in KERNELS:
+        c = compile_snn(graph, target, kernel)
+        for fname, text in c.generated.files.items():
+            (tmp_path / fname).write_text(text)
+        asm = tmp_path / f"{kernel}.s"
+        cmd = [t.compiler.command, *t.compiler.cflags, "-S", "-o", str(asm)]
+        subprocess.run([*cmd, str(tmp_path / "nocall.c")], check=True, capture_output=True)
+        fn, calls = "", []
+        for line in asm.read_text().splitlines():
+            if re.match(r"^[A-Za-z_][A-Za-z0-9_]*:", line):
+                fn = line[:-1]
+            elif call.search(line) and (fn.startswith("op_") or fn.endswith("_store_output")):
+                calls.append(f"{fn}: {line.strip()}")
+        assert not calls, f"{kernel}: {calls}"
+        if kernel == "scatter":
+            assert "int32_t *ring" in (tmp_path / "nocall.c").read_text()
+
+
 # --- CLI, files, planner -------------------------------------------------------------------------
 
 

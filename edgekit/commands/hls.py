@@ -103,11 +103,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from edgekit.hls.project import format_estimate, plan
+    from edgekit.hls.project import format_estimate, load_hls_model, plan
     from edgekit.hls.reuse import check_fit
-    from edgekit.pipeline import load_model
 
-    graph, _ = load_model(args.model, getattr(args, "name", None))
+    graph, _ = load_hls_model(args.model, getattr(args, "name", None))
     options = _options(args)
     _, asm, est, _, _ = plan(graph, options, str(args.model))
     if getattr(args, "json", False):

@@ -78,6 +78,29 @@ def lowered(graph: Graph, where: str = "") -> Graph:
     return g
 
 
+def refuse_spiking(graph: Graph, where: str = "") -> None:
+    """Spiking graphs have no HLS kernels yet: one clear error instead of a list of ops."""
+    from edgekit.snn.ops import is_snn
+
+    if is_snn(graph):
+        raise EdgekitError(
+            "spiking layers (snn_synapse, snn_lif, snn_if, snn_li) have no HLS kernels yet; the "
+            "hls-vitis target compiles int8 feed-forward models only",
+            where or graph.name,
+            hint="generate MCU C with `edgekit snn generate` (docs/snn.md)",
+        )
+
+
+def load_hls_model(path: str | Path, name: str | None = None) -> tuple[Graph, str]:
+    """pipeline.load_model, after refusing a spiking .ekir (which it would try to lower)."""
+    p = Path(path)
+    if p.suffix == ".ekir" and p.is_file():
+        data = p.read_bytes()
+        if data[:4] == serialize.MAGIC:
+            refuse_spiking(serialize.loads(data, str(p)), str(p))
+    return load_model(path, name)
+
+
 def plan(
     graph: Graph, options: HlsOptions, where: str = ""
 ) -> tuple[Graph, Assembly, Estimate, Part, float]:
@@ -90,6 +113,7 @@ def plan(
             reuse = int(reuse)
         except (TypeError, ValueError):
             raise EdgekitError(f"--reuse must be a whole number or 'auto', got '{reuse}'") from None
+    refuse_spiking(graph, where)
     g = lowered(graph, where)
     design = build_design(g, hls_name(g), options.io)
     asm, est = plan_reuse(design, part, clock, reuse)
@@ -136,7 +160,7 @@ def build_project(
 ) -> HlsProject:
     """Everything `edgekit hls generate` writes, in memory."""
     options = options or HlsOptions()
-    graph, sha = load_model(path, name)
+    graph, sha = load_hls_model(path, name)
     g, asm, est, part, clock = plan(graph, options, str(path))
     if require_fit:
         check_fit(est, options.reuse)
