@@ -38,7 +38,13 @@ from edgekit.targets import load_target
 from tests.conftest import MLPERF_DIR
 
 FP16_TARGETS = ["rv32-zfh-v", "rv32imafc-zfh", "cortex-m55", "aarch64-neon-fp16"]
-FLOAT_MODELS = {"ad": "ad01_fp32.tflite", "kws": "kws_ref_model_float32.tflite"}
+# all four MLPerf Tiny float models: each emulated FP16 target must equal the host on every one
+FLOAT_MODELS = {
+    "ad": "ad01_fp32.tflite",
+    "kws": "kws_ref_model_float32.tflite",
+    "vww": "vww_96_float.tflite",
+    "ic": "pretrainedResnet.tflite",
+}
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 
 
@@ -601,7 +607,7 @@ def test_vector_extension_path_with_gcc(firmware: _Firmware) -> None:
 @pytest.mark.mlperf
 @pytest.mark.emulated
 @pytest.mark.parametrize("target", FP16_TARGETS)
-@pytest.mark.parametrize("key", ["ad", "kws"])
+@pytest.mark.parametrize("key", sorted(FLOAT_MODELS))
 def test_float_models_bit_exact_under_qemu(target: str, key: str, firmware: _Firmware) -> None:
     from edgekit.verify import random_inputs
 

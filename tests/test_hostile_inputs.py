@@ -402,6 +402,50 @@ def test_mutants_are_deterministic() -> None:
         assert FUZZ.make_case(corpus, reader, 11, 3) != FUZZ.make_case(corpus, reader, 12, 3)
 
 
+def test_an_allocation_refused_by_the_memory_limit_is_a_finding(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """numpy's MemoryError wrapped in an EdgekitError means a declared size reached an allocation
+    unchecked: without the worker's address-space limit it would have been made."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(MLP)
+
+    def huge(p: Path) -> Any:
+        raise EdgekitError(
+            "constant folding failed: Unable to allocate 16.0 GiB for an array", str(p)
+        )
+
+    monkeypatch.setattr(FUZZ, "load_model", huge)
+    assert FUZZ.run_case(path, 5.0)[0].kind == "memory"
+
+    def refused(p: Path) -> Any:
+        raise EdgekitError("tensor 'x' declares [1, 1073741824]: more than 268435456", str(p))
+
+    monkeypatch.setattr(FUZZ, "load_model", refused)
+    assert FUZZ.run_case(path, 5.0)[0].kind == "error"
+
+
+def test_onnx_seeds_compile_and_mutants_are_deterministic(tmp_path: Path) -> None:
+    """The ONNX seeds reach code generation (so mutants of them test more than the parser), and
+    ONNX cases replay exactly without changing the cases of the other readers."""
+    pytest.importorskip("onnx")
+    corpus = FUZZ.build_corpus(mlperf=False, onnx=True)
+    assert len(corpus.onnx) >= 4
+    for name, data in corpus.onnx:
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(data)
+        outcome, compiled = FUZZ.run_case(path, 10.0)
+        assert outcome.kind == "ok" and compiled is not None, (name, outcome)
+    plain = FUZZ.build_corpus(mlperf=False)
+    for reader in FUZZ.READERS:
+        assert FUZZ.make_case(corpus, reader, 11, 3) == FUZZ.make_case(plain, reader, 11, 3)
+    cases = [FUZZ.make_case(corpus, "onnx", i, 3) for i in range(40)]
+    assert cases == [FUZZ.make_case(corpus, "onnx", i, 3) for i in range(40)]
+    assert len({data for _, data in cases}) == len(cases)
+    seeds = {data for _, data in corpus.onnx}
+    assert not seeds & {data for _, data in cases}, "a mutant left its seed unchanged"
+
+
 # --- the CLI -----------------------------------------------------------------------------------
 
 

@@ -394,6 +394,7 @@ MLPERF = {
     "ad": ("ad01_fp32.tflite", "ad01_int8.tflite"),
     "kws": ("kws_ref_model_float32.tflite", "kws_ref_model.tflite"),
     "vww": ("vww_96_float.tflite", "vww_96_int8.tflite"),
+    "ic": ("pretrainedResnet.tflite", "pretrainedResnet_quant.tflite"),
 }
 
 
@@ -435,7 +436,7 @@ def mlperf_sqnr(key: str, calib_n: int = 100, eval_n: int = 30, cfg: QuantConfig
 
 
 @pytest.mark.mlperf
-@pytest.mark.parametrize("key", ["ad", "kws", "vww"])
+@pytest.mark.parametrize("key", ["ad", "kws", "vww", "ic"])
 def test_mlperf_float_models_quantize_at_least_as_well_as_the_official_int8(key: str) -> None:
     r = mlperf_sqnr(key)
     print(f"\n{key}: SQNR ours {r['ours']:.2f} dB, official int8 {r['official']:.2f} dB")
