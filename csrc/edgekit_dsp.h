@@ -78,6 +78,21 @@ EK_INLINE int32_t ek_sxtab16(int32_t a, uint32_t b)
 #endif
 }
 
+/*
+ * ek_sxtab16(a, ek_ror8(b)): bytes 1 and 3 of b. One SXTAB16 with its ROR #8 operand; GCC 12
+ * emits a separate ROR for the C form.
+ */
+EK_INLINE int32_t ek_sxtab16_ror8(int32_t a, uint32_t b)
+{
+#if EK_DSP_NATIVE && defined(__GNUC__)
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return ek_sxtab16(a, ek_ror8(b));
+#endif
+}
+
 /* acc + a.lane0 * b.lane0 + a.lane1 * b.lane1 */
 EK_INLINE int32_t ek_smlad(int32_t a, int32_t b, int32_t acc)
 {
@@ -139,6 +154,16 @@ EK_INLINE int32_t ek_ssat8(int32_t x)
     } while (0)
 #endif
 
+/* One word of a 4-byte aligned buffer, addressed like EK_LD2 (same base register as its LDRDs). */
+#if EK_DSP_NATIVE && defined(__GNUC__)
+#define EK_LD1(p, off, v)                                                                       \
+    __asm__("ldr %0, [%1, %2]"                                                                 \
+            : "=r"(v)                                                                          \
+            : "r"(p), "n"(off), "m"(*(const int32_t *)(const void *)((const char *)(p) + (off))))
+#else
+#define EK_LD1(p, off, v) ((v) = *(const int32_t *)(const void *)((const char *)(p) + (off)))
+#endif
+
 /*
  * Makes pointer p depend on the accumulators a and b, so that loads through p wait for them.
  * GCC's pre-allocation scheduler otherwise starts loading the requantisation constants before
@@ -173,21 +198,36 @@ EK_INLINE int32_t ek_smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* c + ((a * b + 2^31) >> 32): SMMLAR, the rounded high word of a product plus c. */
+EK_INLINE int32_t ek_smmlar(int32_t a, int32_t b, int32_t c)
+{
+#if EK_DSP_NATIVE && defined(__GNUC__)
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return (int32_t)((uint32_t)c + (uint32_t)(int32_t)(((int64_t)a * b + INT64_C(0x80000000)) >> 32));
+#endif
+}
+
 /*
  * ek_mbqm(acc, m, -e) + offset for m >= 0 and e >= 1, given acc2 = 2 * acc. The DSP kernels get
  * acc2 for free by accumulating with doubled weights and bias, which the build allows only when
  * |2 * acc| < 2^31 for every input. Then
  *
- *   - the doubling high multiply round((acc * m) / 2^31), ties up, is one SMMULR of acc2;
- *   - the rounding right shift with ties away from zero is floor((x + 2^(e-1) - [x < 0]) / 2^e),
- *     and -[x < 0] is x >> 31;
+ *   - the doubling high multiply x = round((acc * m) / 2^31), ties up, is SMMULR of acc2;
+ *   - the rounding right shift with ties away from zero is floor((x + 2^(e-1) - [x < 0]) / 2^e);
  *   - adding the output offset inside the floor is exact, so c = 2^(e-1) + offset * 2^e
- *     is one constant per channel (the build checks that the sum fits in 32 bits).
+ *     is one constant per channel (the build checks that the sum fits in 32 bits), and SMMLAR
+ *     adds it to the product for free;
+ *   - [x < 0] may be replaced by [acc < 0], which is acc2 >> 31 (one ADD with a shifted
+ *     operand): with m >= 0 they differ only when acc < 0 and x = 0, and then
+ *     (c - 1) >> e == c >> e == offset because 0 <= 2^(e-1) - 1 < 2^e.
  */
 EK_INLINE int32_t ek_dsp_requant(int32_t acc2, int32_t m, int32_t c, int e)
 {
-    const int32_t x = ek_smmulr(acc2, m);
-    return (x + (x >> 31) + c) >> e;
+    const int32_t x = ek_smmlar(acc2, m, c);
+    return (x + (acc2 >> 31)) >> e;
 }
 
 #endif /* EDGEKIT_DSP_H */

@@ -240,6 +240,69 @@ def test_dilated_depthwise_falls_back_to_portable() -> None:
     _assert_equal([HostModel(compiled).run(s) for s in inputs], run_tflm(model, inputs))
 
 
+# --- specialised paths: each case asserts that it reaches the path it is there for ----------
+
+DW_QUADS = [
+    # stride 1, OW = 9: two quads and a single output, padding on both sides, odd channels
+    dict(hw=(6, 9), kernel=(3, 3), stride=(1, 1), padding="SAME", cin=3, cout=3),
+    # stride 2, OW = 6: a quad and a pair; IC % 4 == 0 (word widening), odd input width
+    dict(hw=(7, 11), kernel=(3, 3), stride=(2, 2), padding="SAME", cin=8, cout=8),
+    # even kernel width, VALID, OW = 5 (quad and single), depth multiplier 2
+    dict(hw=(5, 8), kernel=(2, 4), stride=(1, 1), padding="VALID", cin=3, cout=6),
+    # KW = 1 (SMLAD and SMLATB only), OW = 7 (quad, pair and single)
+    dict(hw=(4, 7), kernel=(3, 1), stride=(1, 1), padding="SAME", cin=5, cout=5),
+    # stride 2 with KW = 2, OW = 4 exactly, batch 2
+    dict(hw=(6, 8), kernel=(2, 2), stride=(2, 2), padding="VALID", cin=4, cout=4, batch=2),
+]
+
+
+def _spec(**kw: Any) -> dict[str, Any]:
+    return _case(**{"dilation": (1, 1), **kw})
+
+
+@pytest.mark.parametrize("spec", DW_QUADS)
+def test_depthwise_four_outputs_per_pass(spec: dict[str, Any]) -> None:
+    case = _spec(**spec)
+    model = _conv_model(case, depthwise=True)
+    op = _compile(model).graph.ops[0]
+    assert op.attrs["q"]["dsp_layout"]["quads"]
+    _host_check(model, 21)
+
+
+CONV_BLOCKS = [
+    # 1 x 1, K = 240: the longest completely unrolled block (60 steps, LDRD offsets near 1020)
+    (dict(hw=(3, 3), kernel=(1, 1), stride=(1, 1), padding="VALID", cin=240, cout=3), 60, True),
+    # 3 x 3 x 30: 68 steps, a loop by 16 and a tail of 4; odd channels and pixels, stride 2
+    (dict(hw=(5, 7), kernel=(3, 3), stride=(2, 2), padding="SAME", cin=30, cout=5), 68, False),
+    # small K completely unrolled: 1 x 1 with IC = 8, odd channel count, batch 2
+    (dict(hw=(3, 5), kernel=(1, 1), stride=(1, 1), padding="VALID", cin=8, cout=7, batch=2), 2,
+     True),
+    # first-layer shape: 3 x 3 x 3 stride 2 with padding (rows layout, 8 steps)
+    (dict(hw=(9, 8), kernel=(3, 3), stride=(2, 2), padding="SAME", cin=3, cout=8), 8, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec,steps,full", CONV_BLOCKS)
+def test_conv2d_block_unrolling(spec: dict[str, Any], steps: int, full: bool) -> None:
+    case = _spec(**spec)
+    model = _conv_model(case, depthwise=False)
+    layout = _compile(model).graph.ops[0].attrs["q"]["dsp_layout"]
+    assert layout["kp"] // 4 == steps
+    assert (steps <= layout["unroll_full"]) == full
+    _host_check(model, 23)
+
+
+def test_kernels_without_the_requant_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weight streams without (m, c, e) rows: ek_mbqm on plain accumulators."""
+    monkeypatch.setattr(dsp, "requant_rows", lambda *args: None)
+    specs = [(DW_QUADS[1], True), (DW_QUADS[2], True), (CONV_BLOCKS[1][0], False)]
+    specs.append((CONV_BLOCKS[2][0], False))
+    for spec, depthwise in specs:
+        model = _conv_model(_spec(**spec), depthwise=depthwise)
+        assert not _compile(model).graph.ops[0].attrs["q"]["dsp_fast_requant"]
+        _host_check(model, 29)
+
+
 # --- the build-time pieces -----------------------------------------------------------------
 
 
@@ -258,6 +321,20 @@ def test_requant_shortcut_equals_tflite_rounding(acc: int, m: int, shift: int, o
     for a in (acc, -acc, acc + 1, 0, bound, -bound):
         want = fp.multiply_by_quantized_multiplier(a, m, shift) + off
         assert dsp.requant_reference(a, rows[0].tolist()) == want, (a, m, shift, off)
+
+
+def test_requant_sign_correction_where_the_product_rounds_to_zero() -> None:
+    # acc < 0 with x = round(acc * m / 2^31) = 0: the kernels subtract [acc < 0] where TFLM's
+    # rounding subtracts [x < 0]; both must give the output offset
+    for m, shift in [(1 << 30, -1), ((1 << 31) - 1, -5), (1 << 30, -12), (1 << 30, -31)]:
+        for off in (-128, -1, 0, 5, 127):
+            rows = dsp.requant_rows(
+                np.array([m]), np.array([shift]), np.array([off]), np.array([4096])
+            )
+            assert rows is not None
+            for acc in range(-64, 2):
+                want = fp.multiply_by_quantized_multiplier(acc, m, shift) + off
+                assert dsp.requant_reference(acc, rows[0].tolist()) == want, (acc, m, shift)
 
 
 def test_requant_shortcut_refuses_what_it_cannot_do_exactly() -> None:
@@ -342,9 +419,16 @@ EMULATED_CONV = [
     # IC = 3, odd pixel count (segment tails, single-pixel block, odd channel)
     dict(hw=(5, 5), kernel=(3, 2), stride=(1, 1), dilation=(2, 1), padding="SAME", cin=3, cout=5),
 ]
+EMULATED_CONV.append(
+    # 68 steps: looped block with a tail, weight stream offsets past 256 bytes
+    dict(hw=(5, 7), kernel=(3, 3), stride=(2, 2), dilation=(1, 1), padding="SAME", cin=30, cout=5)
+)
 EMULATED_DW = [
+    # quads (two pairs per pass) and a single output, stride 1
     dict(hw=(8, 9), kernel=(3, 3), stride=(1, 1), dilation=(1, 1), padding="SAME", cin=8, cout=8),
     dict(hw=(9, 8), kernel=(3, 4), stride=(2, 2), dilation=(1, 1), padding="SAME", cin=3, cout=6),
+    # quad and pair with stride 2 (the barrier between kernel rows), odd channel count
+    dict(hw=(7, 11), kernel=(3, 3), stride=(2, 2), dilation=(1, 1), padding="SAME", cin=5, cout=5),
 ]
 
 
@@ -376,7 +460,7 @@ def test_single_ops_bit_exact_on_cortex_m4(tmp_path: Path) -> None:
 
 # Floors just under the measured MACs per executed instruction (docs/kernels-dsp.md), so a
 # change that makes the kernels slower fails here rather than only in the benchmark.
-MLPERF_FLOORS = {"ad": 0.95, "kws": 0.75, "ic": 0.75, "vww": 0.65}
+MLPERF_FLOORS = {"ad": 0.95, "kws": 0.80, "ic": 0.80, "vww": 0.78}
 
 
 @pytest.mark.emulated

@@ -28,6 +28,10 @@ _GROUP_ORDER = (0, 2, 1, 3)
 _COST_WORD_GROUP = 5.0  # load, rotate, 2 x SXTAB16, store pair (per 4 elements)
 _COST_ELEMENT = 4.0  # load byte, add, store halfword, loop (per element)
 _COST_MAC = 0.75  # per multiply-accumulate in the 2x2 SMLAD block, loads included
+# conv2d: SMLAD steps (4 int16 of K) unrolled completely up to this many, else by CONV_UNROLL.
+# LDRD offsets (at most 1020 bytes) bound the complete unroll: 8 + 16 * steps + 24 <= 1020.
+CONV_UNROLL_FULL = 60
+CONV_UNROLL = 16
 # Largest depthwise plane buffer for several output rows per pass (bytes of arena).
 DW_SCRATCH_BUDGET = 8192
 
@@ -84,8 +88,8 @@ def requant_rows(
 def requant_reference(acc: int, row: list[int]) -> int:
     """Python twin of ek_dsp_requant(2 * acc, m, c, e), for tests."""
     m, c, e = (int(v) for v in row)
-    x = (2 * acc * m + (1 << 31)) >> 32
-    return (x + (-1 if x < 0 else 0) + c) >> e
+    x = c + ((2 * acc * m + (1 << 31)) >> 32)
+    return (x + (-1 if acc < 0 else 0)) >> e
 
 
 def _acc_bounds(bias: np.ndarray, w: np.ndarray, max_input: int) -> np.ndarray:
@@ -216,6 +220,26 @@ def interleave_pairs(words: np.ndarray) -> np.ndarray:
     return np.concatenate([pairs, words[oc - oc % 2 :].reshape(-1)]).astype(np.int32)
 
 
+def conv_stream(words: np.ndarray, bias: np.ndarray, rq: np.ndarray | None) -> np.ndarray:
+    """[OC, n] weight words -> the conv kernel's single stream of int32 words.
+
+    Per pair of output channels (an odd last channel alone): their biases, their weight words
+    interleaved word by word, then with ek_dsp_requant their (m, c, e) rows. The kernel walks it
+    with one pointer, so the biases and constants cost no extra pointer registers.
+    """
+    oc = words.shape[0]
+    rows = np.zeros((oc, 0), np.int64) if rq is None else rq.reshape(oc, 3).astype(np.int64)
+    parts = []
+    for c0 in range(0, oc, 2):
+        n = min(2, oc - c0)
+        parts += [
+            bias[c0 : c0 + n].astype(np.int64),
+            words[c0 : c0 + n].T.reshape(-1).astype(np.int64),
+            rows[c0 : c0 + n].reshape(-1),
+        ]
+    return np.concatenate(parts).astype(np.int32)
+
+
 def _conv_accepts(graph: Graph, op: Op) -> bool:
     x, w = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
     q = op.attrs.get("q", {})
@@ -238,10 +262,17 @@ def _conv_prepare(graph: Graph, op: Op) -> None:
     w_nat = w.data.reshape(oc, -1).astype(np.int64)
     w_col = np.where(perm >= 0, w_nat[:, np.maximum(perm, 0)], 0)
     q = op.attrs["q"]
-    scale = 2 if _prepare_requant(graph, op, w.data, 255) else 1
+    fast = _prepare_requant(graph, op, w.data, 255)
+    bias = graph.tensor(q["dsp_bias"]).data
+    rq = graph.tensor(q["dsp_requant"]).data if fast else None
+    assert bias is not None
     q["dsp_weights"] = graph.add_const(
-        f"{op.name}/dsp_weights_int16x2", interleave_pairs(pack_pairs(scale * w_col))
+        f"{op.name}/dsp_stream",
+        conv_stream(pack_pairs((2 if fast else 1) * w_col), bias, rq),
     )
+    # the bias (and requantisation rows) now live in the stream
+    q.pop("dsp_bias")
+    q.pop("dsp_requant", None)
     q["dsp_layout"] = {
         "mode": layout.mode,
         "seg_len": layout.seg_len,
@@ -251,6 +282,9 @@ def _conv_prepare(graph: Graph, op: Op) -> None:
         "n_seg": layout.n_seg,
         "kp": layout.kp,
         "border": _conv_needs_border(op, x.shape, y.shape, kh, kw),
+        # steps of 4 int16: unrolled completely up to unroll_full, else by unroll
+        "unroll_full": CONV_UNROLL_FULL,
+        "unroll": CONV_UNROLL,
         "offset_pair": pack16(
             int(op.attrs["q"]["input_offset"]), int(op.attrs["q"]["input_offset"])
         ),
@@ -386,10 +420,8 @@ def _dw_prepare(graph: Graph, op: Op) -> None:
     if ow >= 2:
         last = max(last, (ow - 2) * sw + 2 * data_words - 1)
     wp = _round_up(max(last + 1, pl + x.shape[2]), 2)
-    q["dsp_weights"] = graph.add_const(
-        f"{op.name}/dsp_weights_int16x2", np.array(rows, dtype=np.int64).astype(np.int32)
-    )
-    # per channel: accumulator start (the bias), then ek_dsp_requant's m, c, e
+    # per channel: accumulator start (the bias), ek_dsp_requant's m, c, e, then the weight
+    # words of its KH rows; the kernel walks this one stream with one pointer
     if fast:
         table = np.concatenate(
             [
@@ -401,9 +433,12 @@ def _dw_prepare(graph: Graph, op: Op) -> None:
     else:
         bias = graph.tensor(q["bias"]).data
         table = np.concatenate([bias.reshape(-1, 1), np.zeros((oc, 3), np.int64)], axis=1)
-    q["dsp_requant"] = graph.add_const(
-        f"{op.name}/dsp_bias_m_c_e", table.astype(np.int32).reshape(-1)
+    words = np.array(rows, dtype=np.int64).reshape(oc, kh * wpr)
+    q["dsp_weights"] = graph.add_const(
+        f"{op.name}/dsp_stream",
+        np.concatenate([table.astype(np.int64), words], axis=1).astype(np.int32).reshape(-1),
     )
+    q.pop("dsp_requant", None)
     q.pop("dsp_bias")
     # Output rows per pass: with R rows, (R - 1) * SH + KH input rows are widened for R output
     # rows instead of KH for each, at the price of a larger scratch buffer.
@@ -422,6 +457,9 @@ def _dw_prepare(graph: Graph, op: Op) -> None:
         "plane_rows": plane_rows,
         # LDRD reaches 1020 bytes from the row pointer
         "pairs": sw <= 2 and (kh - 1) * wp * 2 + 4 * data_words <= 1020,
+        # four outputs per pass (two pairs sharing the weights, requantisation constants and,
+        # with stride 1, input words); the second pair reads sw words further
+        "quads": sw <= 2 and (kh - 1) * wp * 2 + 4 * (data_words + sw) <= 1020,
         "offset_pair": pack16(int(q["input_offset"]), int(q["input_offset"])),
     }
     op.attrs["scratch_bytes"] = ic * plane_rows * wp * 2
