@@ -13,6 +13,7 @@ APT_PACKAGES=(
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross picolibc-aarch64-linux-gnu
   qemu-system-arm qemu-system-misc qemu-user cppcheck
+  cmake  # tests configure and build the `export --as cmake` library with it
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

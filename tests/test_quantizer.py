@@ -384,7 +384,7 @@ def test_cli_quantize_export_verify_generate(tmp_path: Path, calib: np.ndarray,
     assert (tmp_path / "out" / "cnn.c").is_file()
     assert main(["quantize", str(model), "--data-free", "-o", str(tmp_path / "df.ekir")]) == 0
     assert main(["quantize", str(model), "-o", str(tmp_path / "none.ekir")]) == 2
-    assert main(["export", str(model), "-o", str(tmp_path / "x.tflite")]) == 2
+    assert main(["export", str(model), "--format", "tflite", "-o", str(tmp_path / "x.tflite")]) == 2
     assert "quantize` first" in capsys.readouterr().err
 
 

@@ -1,16 +1,92 @@
-"""`edgekit export`: an int8 .ekir -> .tflite, to cross-check it in TFLM or other runtimes."""
+"""`edgekit export`: two modes.
+
+`--format tflite` writes an int8 .ekir back as a .tflite, to cross-check it in TFLite Micro.
+`--as cmake|zephyr-module|platformio` writes the generated C as a library folder that drops
+into an existing firmware build (edgekit/export/layouts.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from edgekit.commands.quantize import write_atomic
 from edgekit.errors import EdgekitError
 
+EPILOG = """\
+examples:
+  edgekit export kws_ref_model.tflite --as cmake -o vendor/kws
+  edgekit export kws_ref_model.tflite --as zephyr-module -o modules/kws --target cortex-m4
+  edgekit export kws_ref_model.tflite --as platformio -o lib/kws --name kws
+  edgekit export model.ekir --format tflite -o model_int8.tflite
+  edgekit verify model.ekir --reference model_int8.tflite
+
+--as writes the same C that `edgekit generate` writes (include/ for the API header, src/ for
+the rest) plus the build files of that ecosystem and a README.md on how to use it:
+  cmake          CMakeLists.txt: a static library target named after the model (C99, warnings)
+  zephyr-module  zephyr/module.yml, CMakeLists.txt (zephyr_library), Kconfig (CONFIG_EDGEKIT_<NAME>)
+  platformio     library.json with srcDir, includeDir and build flags
+An existing folder is replaced only if edgekit wrote it (or with --force).
+
+--format tflite writes an int8 model (an .ekir from `edgekit quantize`) as a .tflite file;
+TFLite Micro running it must agree with edgekit's generated C byte for byte.
+"""
+
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.layout and args.format:
+        raise EdgekitError(
+            "--as and --format are two different exports; give one of them",
+            hint="--as cmake|zephyr-module|platformio for a library folder, "
+            "--format tflite for a .tflite file",
+        )
+    if not args.layout and not args.format:
+        # no default: `-o vendor/kws` and `-o m.tflite` are different exports, and guessing one
+        # from the output name would silently write the wrong thing
+        hint = (
+            "add --format tflite to write this .tflite file"
+            if args.output.suffix == ".tflite"
+            else "add --as cmake|zephyr-module|platformio (a library folder for your firmware) "
+            "or --format tflite (an int8 model file)"
+        )
+        raise EdgekitError("say what to export: --as LAYOUT or --format tflite",
+                           str(args.model), hint)
+    if args.layout:
+        return _export_layout(args)
+    return _export_tflite(args)
+
+
+def _export_layout(args: argparse.Namespace) -> int:
+    from edgekit.export.layouts import layout_files, write_tree
+    from edgekit.pipeline import compile_file
+    from edgekit.progress import status
+    from edgekit.report import build_report
+
+    with status(f"compiling {args.model.name}"):
+        compiled = compile_file(args.model, args.target, args.name, args.precision)
+    options = {"target": args.target, "name": args.name, "precision": args.precision}
+    report = build_report(compiled, options)
+    files = layout_files(compiled, args.layout, report)
+    out = write_tree(files, args.output, force=args.force)
+    name = compiled.generated.name
+    if args.json:
+        print(json.dumps({"command": "export", "layout": args.layout, "output": str(out),
+                          "name": name, "files": sorted(files)}, indent=2))
+        return 0
+    how = {
+        "cmake": f"add_subdirectory({out}) and target_link_libraries(<app> PRIVATE {name})",
+        "zephyr-module": f"ZEPHYR_EXTRA_MODULES={out.resolve()} and CONFIG_EDGEKIT_"
+        f"{name.upper()}=y",
+        "platformio": f"put it in lib/ or lib_deps = symlink://{out}",
+    }[args.layout]
+    print(f"wrote the {args.layout} layout of {name} ({len(files)} files) to {out}/")
+    print(f"use it: {how}; see {out}/README.md")
+    return 0
+
+
+def _export_tflite(args: argparse.Namespace) -> int:
     from edgekit.export.tflite import export_tflite
     from edgekit.pipeline import load_model
 
@@ -28,20 +104,38 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     data = export_tflite(graph, str(args.model))
     write_atomic(Path(args.output), data)
+    if args.json:
+        print(json.dumps({"command": "export", "format": "tflite", "output": str(args.output),
+                          "bytes": len(data), "ops": len(graph.ops)}, indent=2))
+        return 0
     print(f"wrote {args.output} ({len(data)} bytes, {len(graph.ops)} ops)")
     return 0
 
 
 def register(add: Any) -> None:
+    from edgekit.export.layouts import LAYOUTS
+
     p = add(
         "export",
-        "write an int8 model (.ekir from quantize) as a .tflite file",
-        "example:\n  edgekit export model.ekir --format tflite -o model_int8.tflite\n"
-        "  edgekit verify model.ekir --reference model_int8.tflite\n\n"
-        "The file holds the same quantized model; TFLite Micro running it must agree with\n"
-        "edgekit's generated C byte for byte.",
+        "write the generated C as a CMake / Zephyr / PlatformIO library, or a model as .tflite",
+        EPILOG,
     )
-    p.add_argument("model", type=Path, help="an int8 .ekir (written by quantize) or .tflite")
-    p.add_argument("--format", default="tflite", choices=["tflite"], help="output format")
-    p.add_argument("-o", "--output", required=True, type=Path, help="file to write")
+    p.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
+    mode = p.add_argument_group("what to export (give one)")
+    mode.add_argument("--as", dest="layout", choices=list(LAYOUTS),
+                      help="a library folder of the generated C for this build system")
+    mode.add_argument("--format", choices=["tflite"],
+                      help="an int8 model file (from a quantized .ekir)")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="the folder (--as) or file (--format) to write")
+    p.add_argument("--target", default="host",
+                   help="--as: target whose kernels are generated (see `edgekit targets`); "
+                   "default host (portable C)")
+    p.add_argument("--name", help="--as: C prefix of the API and the library's name "
+                   "(default: file name)")
+    p.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="int8",
+                   help="--as: as for generate (default int8)")
+    p.add_argument("--force", action="store_true",
+                   help="--as: replace the folder even if edgekit did not write it")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(fn=cmd_export)

@@ -1,0 +1,347 @@
+"""Drop-in integration layouts of a generated model: a CMake library, a Zephyr module and a
+PlatformIO library (`edgekit export MODEL --as cmake|zephyr-module|platformio -o DIR`).
+
+Every layout holds exactly the C that `edgekit generate` writes for the same model and options
+(the same `compile_file` and `render_model`), split into `include/` (the model's API header and the
+runtime headers it includes) and `src/` (the layers, weights and private helpers), plus the build
+files of that ecosystem and a README. `harness_model.h` is left out: it is glue for edgekit's own
+host and emulator harnesses, not part of the model's API.
+
+The folder is written like `generate` writes its output: into a temporary sibling that is renamed
+into place, so a failure leaves nothing behind, and an existing folder is replaced only if edgekit
+wrote it (or with --force).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+from edgekit.ir import serialize
+from edgekit.pipeline import MARKER, Compiled
+
+LAYOUTS = ("cmake", "zephyr-module", "platformio")
+
+# Files the generated model needs that are edgekit's test glue, not the model's API.
+_HARNESS_ONLY = {"harness_model.h"}
+
+# Target names CMake reserves (a library called `test` or `all` fails at configure time).
+_CMAKE_RESERVED = {"all", "clean", "help", "install", "package", "package_source", "test",
+                   "edit_cache", "rebuild_cache", "list_install_components", "depend"}
+
+# The strict flags the generated C is checked with (edgekit/runners/host.py STRICT_CFLAGS),
+# minus the optimisation and PIC flags, which are the integrating project's choice.
+WARNING_FLAGS = ["-Wall", "-Wextra"]
+
+
+def split_sources(compiled: Compiled) -> tuple[dict[str, str], dict[str, str]]:
+    """(public headers, private sources): the API header and what it includes go to include/."""
+    files = {k: v for k, v in compiled.generated.files.items() if k not in _HARNESS_ONLY}
+    api = f"{compiled.generated.name}.h"
+    public: dict[str, str] = {}
+    pending = [api]
+    while pending:
+        fname = pending.pop()
+        if fname in public or fname not in files:
+            continue
+        public[fname] = files[fname]
+        pending.extend(re.findall(r'#include\s*"([^"]+)"', files[fname]))
+    private = {k: v for k, v in files.items() if k not in public}
+    return public, private
+
+
+def layout_files(compiled: Compiled, layout: str, report: dict[str, Any]) -> dict[str, bytes]:
+    """Relative path -> content of every file the layout holds."""
+    if layout not in LAYOUTS:
+        raise EdgekitError(f"unknown layout '{layout}'", hint=f"use one of {', '.join(LAYOUTS)}")
+    name = compiled.generated.name
+    if layout == "cmake" and name in _CMAKE_RESERVED:
+        raise EdgekitError(
+            f"'{name}' is a target name CMake reserves",
+            hint="choose another C prefix with --name, e.g. --name model_" + name,
+        )
+    public, private = split_sources(compiled)
+    files: dict[str, bytes] = {}
+    for fname, text in public.items():
+        files[f"include/{fname}"] = text.encode()
+    for fname, text in private.items():
+        files[f"src/{fname}"] = text.encode()
+    sources = sorted(f"src/{f}" for f in private if f.endswith(".c"))
+    ctx = _Context(compiled, sources, report)
+    builders: dict[str, Callable[[_Context], dict[str, str]]] = {
+        "cmake": _cmake,
+        "zephyr-module": _zephyr,
+        "platformio": _platformio,
+    }
+    for rel, text in builders[layout](ctx).items():
+        files[rel] = text.encode()
+    # provenance: the exact IR that was compiled and the figures of this build
+    files["model.ekir"] = serialize.dumps(compiled.graph)
+    files["report.json"] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
+    return dict(sorted(files.items()))
+
+
+class _Context:
+    def __init__(self, compiled: Compiled, sources: list[str], report: dict[str, Any]) -> None:
+        self.name = compiled.generated.name
+        self.NAME = self.name.upper()
+        self.sources = sources
+        self.target = compiled.target
+        self.arena = compiled.plan.arena_bytes
+        self.const_bytes = report["totals"]["const_bytes"]
+        self.macs = report["totals"]["macs"]
+        inputs = report["inputs"]
+        outputs = report["outputs"]
+        self.io = (
+            f"{len(inputs)} input(s) {', '.join(_shape(t) for t in inputs)}, "
+            f"{len(outputs)} output(s) {', '.join(_shape(t) for t in outputs)}"
+        )
+
+    def figures(self) -> str:
+        return (
+            f"- {self.io}\n"
+            f"- arena (RAM, one static array): {self.arena:,} bytes\n"
+            f"- constants (flash, `const` arrays): {self.const_bytes:,} bytes\n"
+            f"- {self.macs:,} multiply-accumulates per inference\n"
+            f"- generated by edgekit {__version__} for target `{self.target}`\n"
+        )
+
+    def api(self) -> str:
+        n = self.name
+        return (
+            "## The API\n\n"
+            f"```c\n#include \"{n}.h\"\n\n"
+            f"static int8_t in[{self.NAME}_INPUT0_BYTES];\n"
+            f"static int8_t out[{self.NAME}_OUTPUT0_BYTES];\n"
+            f"/* fill `in` with the quantized input, then */\n"
+            f"{n}_run(in, out);\n```\n\n"
+            f"`{n}.h` also declares `{n}_run_io` (several inputs or outputs), per-layer\n"
+            f"`{n}_run_layer(i)`, `{n}_arena_size()` and each input's and output's shape, scale\n"
+            "and zero point. The code needs only `<stdint.h>`, `<stddef.h>` and `<string.h>`: no\n"
+            "heap, no OS, not re-entrant (the arena is static).\n\n"
+            "`model.ekir` is the exact IR that was compiled and `report.json` its per-layer\n"
+            "figures; regenerate this folder with `edgekit export` rather than editing it.\n"
+        )
+
+
+def _shape(t: dict[str, Any]) -> str:
+    return f"{t['dtype']}[{'x'.join(str(d) for d in t['shape'])}]"
+
+
+def _cmake(c: _Context) -> dict[str, str]:
+    srcs = "\n".join(f"  ${{CMAKE_CURRENT_SOURCE_DIR}}/{s}" for s in c.sources)
+    cmake = f"""\
+# {c.name}: a static library generated by edgekit {__version__}. Do not edit; regenerate with
+#   edgekit export MODEL --as cmake -o <this folder>
+cmake_minimum_required(VERSION 3.13)
+project({c.name} LANGUAGES C)
+
+option({c.NAME}_WERROR "Treat warnings in the generated model as errors" ON)
+
+add_library({c.name} STATIC
+{srcs}
+)
+add_library(edgekit::{c.name} ALIAS {c.name})
+
+# include/ is the API (the model header and the runtime header it includes); src/ holds the
+# weights and helpers only the model's own .c file includes.
+target_include_directories({c.name}
+  PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}}/include
+  PRIVATE ${{CMAKE_CURRENT_SOURCE_DIR}}/src
+)
+
+# The generated code is plain C99; extensions off so it builds the same on every compiler.
+set_target_properties({c.name} PROPERTIES
+  C_STANDARD 99
+  C_STANDARD_REQUIRED ON
+  C_EXTENSIONS OFF
+)
+
+if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+  target_compile_options({c.name} PRIVATE {' '.join(WARNING_FLAGS)} -pedantic
+    $<$<BOOL:${{{c.NAME}_WERROR}}>:-Werror>)
+elseif(MSVC)
+  target_compile_options({c.name} PRIVATE /W4 $<$<BOOL:${{{c.NAME}_WERROR}}>:/WX>)
+endif()
+"""
+    readme = f"""\
+# {c.name} (CMake library)
+
+Generated by edgekit. {c.io}.
+
+## Use it
+
+Copy this folder into your project (e.g. `vendor/{c.name}`), then in your `CMakeLists.txt`:
+
+```cmake
+add_subdirectory(vendor/{c.name})
+target_link_libraries(your_firmware PRIVATE {c.name})   # or edgekit::{c.name}
+```
+
+Linking the target adds `include/` to your include path. The library is compiled as C99 with
+`-Wall -Wextra -pedantic -Werror` (GCC/Clang) or `/W4 /WX` (MSVC); set
+`-D{c.NAME}_WERROR=OFF` to keep warnings but not fail on them. Optimisation flags come from your
+build (`CMAKE_BUILD_TYPE`, or your toolchain file for a cross build).
+
+{c.figures()}
+{c.api()}"""
+    return {"CMakeLists.txt": cmake, "README.md": readme}
+
+
+def _zephyr(c: _Context) -> dict[str, str]:
+    option = f"EDGEKIT_{c.NAME}"
+    srcs = "\n".join(f"    {s}" for s in c.sources)
+    module = f"""\
+# Zephyr module manifest, generated by edgekit {__version__}.
+name: edgekit-{c.name.replace('_', '-')}
+build:
+  cmake: .
+  kconfig: Kconfig
+"""
+    cmake = f"""\
+# {c.name}: Zephyr module CMake, generated by edgekit {__version__}. Do not edit; regenerate with
+#   edgekit export MODEL --as zephyr-module -o <this folder>
+if(CONFIG_{option})
+  zephyr_library_named(edgekit_{c.name})
+  zephyr_library_sources(
+{srcs}
+  )
+  # include/ is the model's API and goes to every Zephyr target; src/ stays private.
+  zephyr_include_directories(include)
+  zephyr_library_include_directories(src)
+  # The generated C is C99 and also valid under Zephyr's default C standard, so Zephyr's
+  # -std stays; the warnings match the flags edgekit checks the code with.
+  zephyr_library_compile_options({' '.join(WARNING_FLAGS)})
+endif()
+"""
+    kconfig = f"""\
+# Generated by edgekit {__version__}.
+config {option}
+\tbool "{c.name} neural network (generated by edgekit)"
+\tdefault n
+\thelp
+\t  Compile the edgekit-generated model {c.name} ({c.io}) into the
+\t  application. It uses one static arena of {c.arena} bytes of RAM and
+\t  {c.const_bytes} bytes of constants in flash, and needs no heap.
+"""
+    readme = f"""\
+# {c.name} (Zephyr module)
+
+Generated by edgekit. {c.io}.
+
+## Use it
+
+Add this folder as an extra module, either in your application's `CMakeLists.txt` before
+`find_package(Zephyr)`:
+
+```cmake
+list(APPEND ZEPHYR_EXTRA_MODULES ${{CMAKE_CURRENT_SOURCE_DIR}}/vendor/{c.name})
+```
+
+or on the command line (`west build -- -DZEPHYR_EXTRA_MODULES=$PWD/vendor/{c.name}`), or as a
+project in your `west.yml`. Then enable it in `prj.conf`:
+
+```
+CONFIG_{option}=y
+```
+
+The module adds `include/` to the include path of the whole build, so `#include "{c.name}.h"`
+works from application code.
+
+{c.figures()}
+{c.api()}"""
+    return {
+        "zephyr/module.yml": module,
+        "CMakeLists.txt": cmake,
+        "Kconfig": kconfig,
+        "README.md": readme,
+    }
+
+
+def _platformio(c: _Context) -> dict[str, str]:
+    manifest = {
+        "name": f"edgekit-{c.name.replace('_', '-')}",
+        "version": __version__,
+        "description": f"Neural network {c.name} generated by edgekit ({c.io})",
+        "keywords": ["edgekit", "neural-network", "tinyml"],
+        "frameworks": "*",
+        "platforms": "*",
+        "build": {
+            "srcDir": "src",
+            "includeDir": "include",
+            # flags apply to this library's sources only, which are all C
+            "flags": ["-std=c99", *WARNING_FLAGS],
+        },
+    }
+    readme = f"""\
+# {c.name} (PlatformIO library)
+
+Generated by edgekit. {c.io}.
+
+## Use it
+
+Copy this folder into your project's `lib/` folder (`lib/{c.name}`), or reference it from
+`platformio.ini`:
+
+```ini
+lib_deps = symlink://vendor/{c.name}
+```
+
+PlatformIO compiles `src/` with `-std=c99 -Wall -Wextra` and adds `include/` to your include
+path, so `#include "{c.name}.h"` works from `src/main.c` or `src/main.cpp` (the header has
+`extern "C"` guards).
+
+{c.figures()}
+{c.api()}"""
+    return {"library.json": json.dumps(manifest, indent=2) + "\n", "README.md": readme}
+
+
+def write_tree(files: dict[str, bytes], out_dir: str | Path, force: bool = False) -> Path:
+    """Write files (relative path -> bytes) as the folder out_dir, all or nothing.
+
+    Same contract as pipeline.write_output: a temporary sibling renamed into place, and an
+    existing folder replaced only if edgekit wrote it (it holds the marker) or with force.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise EdgekitError("output path exists and is not a folder", str(out))
+        if not (out / MARKER).exists() and any(out.iterdir()) and not force:
+            raise EdgekitError(
+                "output folder exists and was not written by edgekit",
+                str(out),
+                "choose another -o folder, or pass --force to replace it",
+            )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise EdgekitError(
+            f"cannot create the output folder ({exc.strerror})",
+            str(out),
+            "choose an -o folder whose parent is a writable directory",
+        ) from None
+    try:
+        for rel, data in sorted(files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        (tmp / MARKER).write_text(f"edgekit {__version__}\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EdgekitError(f"cannot write the output ({exc.strerror})", str(out)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
