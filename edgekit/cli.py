@@ -28,8 +28,16 @@ examples:
   edgekit report kws_ref_model.tflite --json                per-layer MACs, weights, arena
   edgekit inspect build/kws/model.ekir                      the IR, readable
   edgekit bench kws_ref_model.tflite                        arena, flash, speed next to TFLite Micro
+  edgekit verify vww_96_int8.tflite --target cortex-m4 --emulate   cross-compiled, run under QEMU
+  edgekit quantize model.onnx --calib calib.npz -o model.ekir      float -> int8 IR
+  edgekit generate ad01_int8.tflite --target hls-vitis -o build/ad_hls   (= edgekit hls generate)
+  edgekit convert ckpt.pt --config model.json -o shd.ekir          spiking net to .ekir
+  edgekit generate shd.ekir --target cortex-m4 -o build/shd        spiking C (= snn generate)
 
-Every command takes a .tflite model or an .ekir file written by `edgekit generate`.
+Every command takes a .tflite or .onnx model or an .ekir file written by edgekit.
+`generate|verify|report --target hls-vitis` run the `hls` subcommands, `convert` is
+`snn convert`, and generate/verify/bench of a spiking .ekir (or with --snn-kernel) run
+the `snn` subcommands.
 Exit codes: 0 success, 1 verification mismatch, 2 bad input or unsupported model.
 """
 
@@ -455,9 +463,58 @@ def _register_command_modules(add: Any) -> None:
         importlib.import_module(f"edgekit.commands.{info.name}").register(add)
 
 
+def _target_of(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The --target value in argv, and argv without it."""
+    for i, a in enumerate(argv):
+        if a == "--target" and i + 1 < len(argv):
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if a.startswith("--target="):
+            return a.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None, argv
+
+
+def _is_spiking_ekir(arg: str) -> bool:
+    path = Path(arg)
+    if path.suffix != ".ekir" or not path.is_file():
+        return False
+    try:
+        from edgekit.ir import serialize
+        from edgekit.snn.ops import is_snn
+
+        data = path.read_bytes()
+        return data[:4] == serialize.MAGIC and is_snn(serialize.loads(data, arg))
+    except EdgekitError:
+        return False  # the command itself reports what is wrong with the file
+
+
+def route(argv: list[str]) -> list[str]:
+    """The issue-level spellings of the FPGA and spiking workflows, as their subcommands.
+
+    `generate|verify|report ... --target hls-vitis` is `hls generate|verify|report ...`;
+    `convert` is `snn convert`; `generate|verify|bench` of a spiking .ekir (or with
+    --snn-kernel) is `snn generate|verify|bench`. One pipeline per kind of model, one
+    spelling for the user.
+    """
+    if not argv:
+        return argv
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "convert":
+        return ["snn", "convert", *rest]
+    if cmd in {"generate", "verify", "report"}:
+        target, without = _target_of(rest)
+        if target == "hls-vitis":
+            return ["hls", cmd, *without]
+    if cmd in {"generate", "verify", "bench"} and (
+        any(a == "--snn-kernel" or a.startswith("--snn-kernel=") for a in rest)
+        or any(_is_spiking_ekir(a) for a in rest if not a.startswith("-"))
+    ):
+        return ["snn", cmd, *rest]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(route(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2

@@ -74,6 +74,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from edgekit.pipeline import load_model
     from edgekit.quantize import QuantConfig, quantize
 
+    if _spiking(args.model):
+        return _pass_spiking_through(args)
     if (args.calib is None) == (not args.data_free):
         raise EdgekitError("give either --calib DATA or --data-free")
     per_channel = "all" if args.per_channel else "none" if args.per_tensor else "conv"
@@ -125,6 +127,35 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             print(f"output SQNR vs float on {check['samples']} calibration samples (TFLM): "
                   f"{name} {db:.2f} dB")
     print(f"wrote {out}")
+    return 0
+
+
+def _spiking(path: Path) -> bool:
+    from edgekit.cli import _is_spiking_ekir
+
+    return _is_spiking_ekir(str(path))
+
+
+def _pass_spiking_through(args: argparse.Namespace) -> int:
+    """A spiking .ekir was quantized when it was converted: its integer semantics are fixed by
+    the weights and thresholds alone (docs/snn.md), so there is nothing to calibrate. The file is
+    written unchanged so the documented convert -> quantize -> generate sequence holds."""
+    from edgekit.ir import serialize
+    from edgekit.snn.ops import is_snn
+
+    data = Path(args.model).read_bytes()
+    graph = serialize.loads(data, str(args.model))
+    assert is_snn(graph)
+    out = Path(args.output)
+    write_atomic(out, data)
+    note = ("a spiking network, quantized by `edgekit convert` (int8 weights per output neuron, "
+            "fixed-point membranes and thresholds); no calibration is needed"
+            + ("; --calib ignored" if args.calib is not None else ""))
+    if args.json:
+        print(json.dumps({"output": str(out), "ops": len(graph.ops), "spiking": True,
+                          "note": note}, indent=2))
+    else:
+        print(f"{args.model}: {note}\nwrote {out} (unchanged)")
     return 0
 
 

@@ -58,6 +58,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from edgekit.snn.verify import compare_float
 
     src = Path(args.checkpoint)
+    if src.suffix.lower() in {".tflite", ".onnx", ".ekir"}:
+        raise EdgekitError(
+            "convert reads spiking networks (an SNN-delays/DCLS checkpoint .pt or .npz with "
+            "--config, or a NIR graph .nir); this is a feed-forward model",
+            str(src),
+            hint="generate, verify and bench take .tflite/.onnx/.ekir directly; "
+            "float models go through `edgekit quantize` first",
+        )
     if src.suffix == ".nir":
         if args.dt is None:
             raise EdgekitError("a NIR graph needs the time step", str(src), hint="--dt SECONDS")
