@@ -1,0 +1,209 @@
+"""Golden model of one training step (docs/training.md), in numpy, operation by operation.
+
+Forward through the frozen part is `fp16_golden.run_graph_all` of the compiled graph. The
+trainable layers, the loss, the backward pass and the SGD update below perform exactly the
+roundings docs/training.md lists, in its order, with reductions written out as loops
+(vectorised over outputs only), so the generated C must equal this bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit.passes.fp16 import ACTIVATION_BOUNDS
+from edgekit.reference import fp16_golden as g
+from edgekit.train.spec import TrainSpec
+
+F32 = np.float32
+# ek_train_logf (codegen/templates/train/train.c.j2): binary32 constants, bit for bit
+SQRT2 = F32(float.fromhex("0x1.6a09e6p+0"))
+LN2 = F32(float.fromhex("0x1.62e430p-1"))
+LOG_POLY = [F32(2.0 / 9.0), F32(2.0 / 7.0), F32(2.0 / 5.0), F32(2.0 / 3.0), F32(2.0)]
+
+
+def logf_ge1(x: Any) -> np.float32:
+    """ln x for finite binary32 x >= 1 (the softmax sum): x = m 2^e with m in (sqrt(1/2),
+    sqrt(2)], s = (m - 1) / (m + 1), ln m = s (2 + 2/3 s^2 + ... + 2/9 s^8) by Horner fmas,
+    ln x = fma(e, ln 2, s p). Every step is one binary32 rounding."""
+    bits = int(np.asarray(x, dtype=F32).view(np.uint32))
+    e = (bits >> 23) - 127
+    m = np.asarray((bits & 0x7FFFFF) | 0x3F800000, dtype=np.uint32).view(F32)[()]
+    if m > SQRT2:
+        m = F32(m * F32(0.5))
+        e += 1
+    f = F32(m - F32(1.0))
+    s = F32(f / F32(f + F32(2.0)))
+    z = F32(s * s)
+    p = LOG_POLY[0]
+    for c in LOG_POLY[1:]:
+        p = F32(g.fma(p, z, c, F32))
+    return F32(g.fma(F32(e), LN2, F32(s * p), F32))
+
+
+def mul(a: Any, b: Any, dtype: Any) -> np.ndarray:
+    """a * b rounded once: fma(a, b, -0) (adding -0 keeps the product's sign of zero)."""
+    return g.fma(a, b, np.asarray(-0.0, dtype=dtype), dtype)
+
+
+def relu_mask(y: np.ndarray, activation: str) -> np.ndarray:
+    """Where the clamp passed the gradient: y > lo and y < hi (strictly; NaN passes nothing)."""
+    lo, hi = ACTIVATION_BOUNDS[activation]
+    mask = np.ones(y.shape, dtype=bool)
+    if lo is not None:
+        mask &= y > lo
+    if hi is not None:
+        mask &= y < hi
+    return mask
+
+
+class GoldenTrainer:
+    """The trainable parameters of one training build and the steps that change them."""
+
+    def __init__(self, spec: TrainSpec) -> None:
+        self.spec = spec
+        self.dtype = spec.dtype
+        dt = self.dtype
+        self.w = [layer.weights.copy() for layer in spec.layers]  # [units][depth]
+        self.b = [layer.bias.copy() for layer in spec.layers]
+        self.neg_lr = np.asarray(-spec.optimizer.lr).astype(dt)
+        self.mu = np.asarray(spec.optimizer.momentum).astype(dt)
+        self.momentum = spec.optimizer.momentum != 0
+        self.vw = [np.zeros_like(w) for w in self.w]
+        self.vb = [np.zeros_like(b) for b in self.b]
+
+    # --- forward --------------------------------------------------------------------------------
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The frozen part: the input of the first trained layer, flattened."""
+        values = g.run_graph_all(self.spec.graph, [x])
+        return values[self.spec.feature].reshape(-1).astype(self.dtype)
+
+    def forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """[input of tail op 0, output of tail op 0, ..., output of the last], flattened."""
+        acts = [self.features(x)]
+        d = 0
+        for t in self.spec.tail:
+            v = acts[-1]
+            if t.kind == "dense":
+                y = g.fully_connected(
+                    v.reshape(t.rows, t.depth), self.w[d], self.b[d], {"activation": t.activation}
+                )
+                d += 1
+            elif t.kind == "avgpool":
+                # the inference contract: binary32 sum from +0 in pixel order, / count, rounded
+                rows = v.reshape(t.rows, t.units)
+                acc = np.zeros(t.units, dtype=F32)
+                for r in range(t.rows):
+                    acc = (acc + rows[r].astype(F32)).astype(F32)
+                y = (acc / F32(t.rows)).astype(F32).astype(self.dtype)
+            else:
+                y = v.copy()
+            acts.append(np.asarray(y).reshape(-1))
+        return acts
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)[-1]
+
+    # --- loss ----------------------------------------------------------------------------------
+
+    def loss_grad(self, y: np.ndarray, target: Any) -> tuple[np.float32, np.ndarray]:
+        """(loss in binary32, gradient of the loss with respect to y in storage format)."""
+        n = y.size
+        yf = y.astype(F32)
+        if self.spec.loss == "cross-entropy":
+            label = int(target)
+            m = yf[0]
+            for i in range(1, n):
+                m = g.maximum_number(np.asarray(m), np.asarray(yf[i]))[()]
+            with np.errstate(invalid="ignore", over="ignore"):
+                e = g.expf_nonpositive((yf - F32(m)).astype(F32))
+                total = F32(0.0)
+                for i in range(n):
+                    total = F32(total + e[i])
+                p = (e / total).astype(F32)
+                onehot = np.zeros(n, dtype=F32)
+                onehot[label] = F32(1.0)
+                grad = (p - onehot).astype(F32)
+                loss = F32(logf_ge1(total) - F32(yf[label] - F32(m)))
+            return loss, grad.astype(self.dtype)
+        t = np.asarray(target).reshape(-1).astype(self.dtype).astype(F32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = (yf - t).astype(F32)
+            acc = F32(0.0)
+            for i in range(n):
+                acc = F32(g.fma(d[i], d[i], acc, F32))
+            loss = F32(acc / F32(n))
+            grad = (d * F32(2.0 / n)).astype(F32)
+        return loss, grad.astype(self.dtype)
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def gradients(
+        self, x: np.ndarray, target: Any
+    ) -> tuple[np.float32, list[np.ndarray], list[np.ndarray]]:
+        """(loss, weight gradients [units][depth], bias gradients) of every trained layer, in
+        the contract's order, without changing the parameters."""
+        dt = self.dtype
+        neg_zero = np.asarray(-0.0, dtype=dt)
+        acts = self.forward(x)
+        loss, dy = self.loss_grad(acts[-1], target)
+        gws: list[np.ndarray] = [np.empty(0)] * len(self.w)
+        gbs: list[np.ndarray] = [np.empty(0)] * len(self.w)
+        d = len(self.w)
+        for ti in range(len(self.spec.tail) - 1, -1, -1):
+            t = self.spec.tail[ti]
+            if t.kind == "reshape":
+                continue
+            if t.kind == "avgpool":
+                # every pooled pixel receives dy / count, one binary32 divide, rounded once
+                share = (dy.astype(F32) / F32(t.rows)).astype(F32).astype(dt)
+                dy = np.tile(share, t.rows)
+                continue
+            d -= 1
+            w = self.w[d]
+            xin = acts[ti].reshape(t.rows, t.depth)
+            y = acts[ti + 1].reshape(t.rows, t.units)
+            dz = np.where(relu_mask(y, t.activation), dy.reshape(t.rows, t.units), dt.type(0.0))
+            dz = dz.astype(dt)
+            if ti > 0:
+                # input gradient with the weights before the update: per (row, k) acc = -0,
+                # then acc = fma(dz[r][u], w[u][k], acc) for u = 0 .. units-1
+                acc = np.full((t.rows, t.depth), neg_zero, dtype=dt)
+                for u in range(t.units):
+                    acc = g.fma(dz[:, u : u + 1], w[u][None, :], acc, dt)
+                dy = acc.reshape(-1)
+            # weight gradient: per (u, k) acc = -0, then acc = fma(x[r][k], dz[r][u], acc) for
+            # rows r in order; bias gradient: acc = -0, then acc = acc + dz[r][u]
+            gw = np.full((t.units, t.depth), neg_zero, dtype=dt)
+            gb = np.full(t.units, neg_zero, dtype=dt)
+            for r in range(t.rows):
+                gw = g.fma(xin[r][None, :], dz[r][:, None], gw, dt)
+                gb = g.add(gb, dz[r], dt)
+            gws[d], gbs[d] = gw, gb
+        return loss, gws, gbs
+
+    def step(self, x: np.ndarray, target: Any) -> np.float32:
+        """Forward, loss, backward and update; returns the loss before the update."""
+        dt = self.dtype
+        loss, gws, gbs = self.gradients(x, target)
+        for d in range(len(self.w)):
+            if self.momentum:
+                self.vw[d] = g.fma(self.mu, self.vw[d], gws[d], dt)
+                self.vb[d] = g.fma(self.mu, self.vb[d], gbs[d], dt)
+                self.w[d] = g.fma(self.neg_lr, self.vw[d], self.w[d], dt)
+                self.b[d] = g.fma(self.neg_lr, self.vb[d], self.b[d], dt)
+            else:
+                self.w[d] = g.fma(self.neg_lr, gws[d], self.w[d], dt)
+                self.b[d] = g.fma(self.neg_lr, gbs[d], self.b[d], dt)
+        return loss
+
+    def weights_blob(self) -> bytes:
+        """What <name>_weights_export writes: per trained layer its weights transposed to
+        [depth][units] (the layout the kernels keep in RAM), then its bias [units]."""
+        return b"".join(
+            np.ascontiguousarray(a).tobytes()
+            for w, b in zip(self.w, self.b, strict=True)
+            for a in (w.T, b)
+        )

@@ -1,0 +1,178 @@
+"""Training spec -> C sources (<name>_train.c/.h and a firmware harness), through jinja."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from codegen.render import _Env
+from edgekit import __version__
+from edgekit.passes.fp16 import ACTIVATION_BOUNDS
+from edgekit.train import golden
+from edgekit.train.spec import TrainSpec
+
+ALIGN = 16
+
+
+def _hexf(v: Any) -> str:
+    """An exact binary32 literal of a value representable in binary32."""
+    f = float(np.float32(v))
+    assert float(np.float32(f)) == f
+    return float.hex(f) + "f"
+
+
+def _body(data: np.ndarray, per_line: int = 8) -> str:
+    flat = np.ascontiguousarray(data).reshape(-1)
+    if flat.dtype == np.float16:
+        items = [f"0x{int(b):04x}u" for b in flat.view(np.uint16)]
+    else:
+        items = [_hexf(v) for v in flat]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n    ".join(lines)
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+@dataclass
+class TrainLayout:
+    """Where the train step keeps its buffers, in bytes of the training arena.
+
+    act[i] is the input of tail op i (act[0] is read in place from the inference arena, where
+    the frozen layers left it, so it is None here) and act[i + 1] its output; a reshape's output
+    is its input. Two gradient rows ping-pong through the backward pass; `scratch` holds one
+    row of weight gradients and the bias gradients of the layer being updated.
+    """
+
+    act: list[int | None]
+    grad: list[int]
+    grad_bytes: int
+    scratch: int
+    scratch_bytes: int
+    arena: int
+    activation_bytes: int
+    dy_buf: list[int]  # per tail op: the gradient buffer holding dL/d(output)
+    dx_buf: list[int | None]  # per tail op: where dL/d(input) goes (None: not needed)
+
+
+def layout(spec: TrainSpec) -> TrainLayout:
+    es = np.dtype(spec.dtype).itemsize
+    act: list[int | None] = [None]
+    at = 0
+    for t in spec.tail:
+        if t.kind == "reshape":
+            act.append(act[-1])
+            continue
+        act.append(at)
+        at += _align(t.out_size * es)
+    activation_bytes = at
+    widest = max(t.out_size for t in spec.tail)
+    grad_bytes = _align(widest * es)
+    grad = [at, at + grad_bytes]
+    at += 2 * grad_bytes
+    units = max(t.units for t in spec.layers)
+    scratch, scratch_bytes = at, 2 * _align(units * es)
+    at += scratch_bytes
+    dy_buf: list[int] = [0] * len(spec.tail)
+    dx_buf: list[int | None] = [None] * len(spec.tail)
+    cur = 0  # the loss writes dL/dy into gradient row 0
+    for i in range(len(spec.tail) - 1, -1, -1):
+        t = spec.tail[i]
+        dy_buf[i] = cur
+        if t.kind == "reshape":
+            dx_buf[i] = cur
+        elif i > 0:
+            dx_buf[i] = 1 - cur
+            cur = 1 - cur
+    return TrainLayout(
+        act, grad, grad_bytes, scratch, scratch_bytes, at, activation_bytes, dy_buf, dx_buf
+    )
+
+
+def weight_bytes(spec: TrainSpec) -> int:
+    return spec.parameter_count * np.dtype(spec.dtype).itemsize
+
+
+def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
+    """<name>_train.h, <name>_train.c and harness_train.h (the firmware glue)."""
+    env = _Env()
+    fp16 = spec.precision == "fp16"
+    dt = np.dtype(spec.dtype)
+    lay = layout(spec)
+    tail = []
+    d = 0
+    for i, t in enumerate(spec.tail):
+        item: dict[str, Any] = {
+            "i": i,
+            "kind": t.kind,
+            "name": t.name,
+            "source": t.source,
+            "rows": t.rows,
+            "depth": t.depth,
+            "units": t.units,
+            "activation": t.activation,
+            "x": lay.act[i],
+            "y": lay.act[i + 1],
+            "dy": lay.dy_buf[i],
+            "dx": lay.dx_buf[i],
+        }
+        if t.kind == "dense":
+            assert t.weights is not None and t.bias is not None
+            lo, hi = ACTIVATION_BOUNDS[t.activation]
+            item.update(
+                d=d,
+                lo=None if lo is None else _hexf(lo),
+                hi=None if hi is None else _hexf(hi),
+                # kept transposed, [depth][units]: every kernel loop then runs over a
+                # contiguous row of units, which compilers turn into vector code
+                w_body=_body(np.ascontiguousarray(t.weights.T)),
+                b_body=_body(t.bias),
+            )
+            d += 1
+        tail.append(item)
+    opt = spec.optimizer
+    input_count = spec.graph.tensor(spec.graph.inputs[0]).size
+    ctx = {
+        "name": name,
+        "NAME": name.upper(),
+        "version": __version__,
+        "prec": spec.precision,
+        "P": "ek_h" if fp16 else "ek_s",
+        "S": "uint16_t" if fp16 else "float",
+        "esize": dt.itemsize,
+        "tail": tail,
+        "layers": [x for x in tail if x["kind"] == "dense"],
+        "loss": spec.loss,
+        "lr": f"{opt.lr:g}",
+        "momentum": f"{opt.momentum:g}" if opt.momentum else "",
+        # update constants rounded once to storage, written exactly
+        "neg_lr": _hexf(np.asarray(-opt.lr).astype(dt)),
+        "mu": _hexf(np.asarray(opt.momentum).astype(dt)),
+        "mse_scale": _hexf(np.float32(2.0 / spec.outputs)),
+        "sqrt2": _hexf(golden.SQRT2),
+        "ln2": _hexf(golden.LN2),
+        "log_poly": [_hexf(c) for c in golden.LOG_POLY],
+        "outputs": spec.outputs,
+        "params": spec.parameter_count,
+        "input_count": input_count,
+        "input_bytes": input_count * dt.itemsize,
+        "target_bytes": 4 if spec.loss == "cross-entropy" else spec.outputs * dt.itemsize,
+        "weight_bytes": weight_bytes(spec),
+        "arena_bytes": lay.arena,
+        "grad_offsets": lay.grad,
+        "scratch": lay.scratch,
+        "scratch_half": lay.scratch_bytes // 2,
+        "frozen_active": spec.frozen_active,
+        "feature_offset": spec.feature_offset,
+        "feature_bytes": spec.tail[0].in_size * dt.itemsize,
+        "trailing_softmax": spec.trailing_softmax,
+        "last_y": lay.act[-1],
+    }
+    return {
+        f"{name}_train.h": env.render("train/train.h.j2", **ctx),
+        f"{name}_train.c": env.render("train/train.c.j2", **ctx),
+        "harness_train.h": env.render("train/harness_train.h.j2", **ctx),
+    }
