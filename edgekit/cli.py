@@ -91,6 +91,12 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"target": args.target, "name": args.name, "precision": args.precision}
 
 
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from edgekit.train.cli import add_arguments  # --train-last, --loss, --optimizer
+
+    add_arguments(p)
+
+
 # --- commands ----------------------------------------------------------------------------------
 
 
@@ -98,6 +104,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from edgekit.pipeline import write_output
     from edgekit.report import build_report, format_report
 
+    from edgekit.train import cli as train_cli
+
+    if train_cli.wants_training(args):
+        return train_cli.cmd_generate(args)
     t0 = time.monotonic()
     compiled = _compile(args)
     report = build_report(compiled, _options(args))
@@ -273,8 +283,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from edgekit.report import build_report, format_report
+    from edgekit.train import cli as train_cli
 
-    report = build_report(_compile(args), _options(args))
+    if train_cli.wants_training(args):
+        return train_cli.cmd_report(args)
+    compiled = _compile(args)
+    report = build_report(compiled, _options(args))
+    if args.plot:
+        from edgekit.plot import plot_format, write_plot
+
+        plot_format(args.plot)  # a bad suffix fails before anything is printed
+        write_plot(compiled, report, args.plot)
+        # stderr, so that `--json --plot` keeps stdout a single JSON document
+        print(f"wrote the arena and cost plot to {args.plot}", file=sys.stderr)
     print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_report(report))
     return 0
 
@@ -376,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the output folder even if edgekit did not write it",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_train_args(p)
     p.set_defaults(fn=cmd_generate)
 
     p = add(
@@ -413,10 +435,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "report",
         "per-layer MACs, weights, activations and the arena plan",
-        "example:\n  edgekit report kws_ref_model.tflite --json",
+        "examples:\n  edgekit report kws_ref_model.tflite --json\n"
+        "  edgekit report kws_ref_model.tflite --plot kws.html   arena map + cost bars, one file\n"
+        "  edgekit report kws_ref_model.tflite --plot kws.png    needs pip install 'edgekit[plot]'"
+        "\n\n--plot draws the memory planner's result: one rectangle per tensor, at its arena\n"
+        "offset, across the ops during which it is live; and MACs and weight bytes per layer.\n"
+        "The format follows the suffix: .html (self-contained, inline SVG), .svg or .png.",
     )
     _add_model_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="also write the arena over the schedule and per-layer costs (.html, .svg or .png)",
+    )
+    _add_train_args(p)
     p.set_defaults(fn=cmd_report)
 
     p = add(

@@ -54,7 +54,7 @@ class TrainingBuild:
             "trained_weights": wb,
             "momentum": wb if s.optimizer.momentum else 0,
             "tail_activations": lay.activation_bytes,
-            "gradient_rows": 2 * lay.grad_bytes,
+            "gradient_rows": lay.grad_bytes,
             "weight_gradient_scratch": lay.scratch_bytes,
         }
         return {

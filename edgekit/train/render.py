@@ -49,7 +49,7 @@ class TrainLayout:
 
     act: list[int | None]
     grad: list[int]
-    grad_bytes: int
+    grad_bytes: int  # both rows
     scratch: int
     scratch_bytes: int
     arena: int
@@ -69,24 +69,27 @@ def layout(spec: TrainSpec) -> TrainLayout:
         act.append(at)
         at += _align(t.out_size * es)
     activation_bytes = at
-    widest = max(t.out_size for t in spec.tail)
-    grad_bytes = _align(widest * es)
-    grad = [at, at + grad_bytes]
-    at += 2 * grad_bytes
-    units = max(t.units for t in spec.layers)
-    scratch, scratch_bytes = at, 2 * _align(units * es)
-    at += scratch_bytes
     dy_buf: list[int] = [0] * len(spec.tail)
     dx_buf: list[int | None] = [None] * len(spec.tail)
-    cur = 0  # the loss writes dL/dy into gradient row 0
+    need = [spec.outputs, 0]  # elements each gradient row must hold; the loss writes row 0
+    cur = 0
     for i in range(len(spec.tail) - 1, -1, -1):
         t = spec.tail[i]
         dy_buf[i] = cur
         if t.kind == "reshape":
             dx_buf[i] = cur
         elif i > 0:
-            dx_buf[i] = 1 - cur
             cur = 1 - cur
+            dx_buf[i] = cur
+            need[cur] = max(need[cur], t.in_size)
+    # each row is sized for the widest gradient it ever holds, not the widest of all
+    sizes = [_align(n * es) for n in need]
+    grad = [at, at + sizes[0]]
+    grad_bytes = sizes[0] + sizes[1]
+    at += grad_bytes
+    units = max(t.units for t in spec.layers)
+    scratch, scratch_bytes = at, 2 * _align(units * es)
+    at += scratch_bytes
     return TrainLayout(
         act, grad, grad_bytes, scratch, scratch_bytes, at, activation_bytes, dy_buf, dx_buf
     )

@@ -166,8 +166,10 @@ def _dense(graph: Graph, op: Op, where: str) -> TailOp:
     else:
         x_shape = graph.tensor(op.inputs[0]).shape
         units, kh, kw, depth = w.shape
-        if (kh, kw) != (1, 1) or list(op.attrs.get("stride", [1, 1])) != [1, 1] or any(
-            op.attrs.get("pad", [0, 0])
+        if (
+            (kh, kw) != (1, 1)
+            or list(op.attrs.get("stride", [1, 1])) != [1, 1]
+            or any(op.attrs.get("pad", [0, 0]))
         ):
             raise EdgekitError(
                 f"layer {op.name}: only 1x1 conv2d with stride 1 and no padding can be trained "
@@ -219,9 +221,7 @@ def training_spec(
     trailing_softmax = bool(ops) and ops[-1].kind == "softmax"
     if trailing_softmax:
         end -= 1
-    n_dense_total = sum(
-        op.kind == "fully_connected" or op.kind == "conv2d" for op in ops[:end]
-    )
+    n_dense_total = sum(op.kind == "fully_connected" or op.kind == "conv2d" for op in ops[:end])
     tail: list[TailOp] = []
     dense = 0
     i = end - 1
@@ -271,8 +271,7 @@ def training_spec(
     last = tail[-1]
     if loss == "cross-entropy" and last.kind == "dense" and last.activation != "none":
         raise EdgekitError(
-            f"cross-entropy needs logits, but the last layer {last.name} applies "
-            f"{last.activation}",
+            f"cross-entropy needs logits, but the last layer {last.name} applies {last.activation}",
             where,
             "train a model whose last layer has no activation, or use --loss mse",
         )
