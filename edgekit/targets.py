@@ -8,6 +8,7 @@ Adding a target or a board means adding a TOML file; see docs/targets.md for the
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +49,38 @@ def _kernel_families() -> frozenset[str]:
 KNOWN_KERNELS = _kernel_families() | {"dsp", "mve", "rvv", "neon", "portable"}
 EMULATOR_KINDS = frozenset({"qemu-system", "qemu-user", "native", "none"})
 COUNTING_METHODS = frozenset({"icount-timer", "icount-csr", "none"})
-BOARD_IO = frozenset({"semihost", "stdio"})
+BOARD_IO = frozenset({"semihost", "stdio", "uart"})
 COUNTER_KINDS = frozenset(
-    {"cmsdk-timer", "sse-counter", "nrf-timer", "riscv-minstret", "arm-generic-timer"}
+    {
+        "cmsdk-timer",
+        "sse-counter",
+        "nrf-timer",
+        "riscv-minstret",
+        "arm-generic-timer",
+        # cycle counters of physical boards (the firmware projects of edgekit build):
+        "dwt-cyccnt",  # Armv7-M / Armv8-M DWT CYCCNT at 0xE0001004, core clock
+        "riscv-mcycle",  # RISC-V mcycle CSR, core clock
+        "esp32c3-mpccr",  # ESP32-C3 custom performance counter CSR 0x7E2 (no mcycle)
+    }
 )
+BOARD_KINDS = frozenset({"virtual", "physical"})
+#: Serial drivers of the benchmark firmware (boards/common/app/ek_uart.c).
+UART_KINDS = frozenset(
+    {
+        "cmsdk-uart",  # Arm CMSDK APB UART (MPS2/MPS3 FPGA images, Corstone-300)
+        "stm32-usart",  # STM32 USART (BRR = f / baud)
+        "stm32-lpuart",  # STM32 LPUART (BRR = 256 f / baud)
+        "nrf-uarte",  # Nordic UARTE with EasyDMA (nRF52840, nRF5340)
+        "pl011",  # Arm PL011 (RP2350)
+        "esp32-uart",  # Espressif UART (ESP32-C3)
+        "sifive-uart",  # SiFive UART (FE310)
+        "ns16550",  # 16550-compatible (QEMU virt)
+    }
+)
+FLASH_TOOLS = frozenset({"pyocd", "openocd", "picotool", "esptool", "qemu"})
+FLASH_IMAGES = frozenset({"elf", "hex", "bin", "esp"})
+#: Placeholders a flash command template may use (edgekit/flash.py fills them in).
+FLASH_PLACEHOLDERS = frozenset({"elf", "hex", "bin", "esp", "probe", "probe_args"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +105,37 @@ class Counter:
 
 
 @dataclass(frozen=True)
+class Uart:
+    """The serial console of a physical board (io = "uart")."""
+
+    kind: str
+    base: int
+    baud: int = 115200
+    clock_hz: int | None = None  # peripheral clock the baud divider is computed from
+    tx_pin: int | None = None  # GPIO numbers of TX / RX, where the driver routes the pins
+    rx_pin: int | None = None
+
+
+@dataclass(frozen=True)
+class FlashMethod:
+    """How a built image reaches the board: a tool and its argv template.
+
+    Placeholders: {elf} {hex} {bin} {esp} (absolute image paths), {probe} (the --probe value,
+    or `probe_default`), and a whole argument "{probe_args}", replaced by `probe_args` when a
+    probe is given and dropped otherwise.
+    """
+
+    tool: str
+    command: tuple[str, ...]
+    image: str
+    probe_args: tuple[str, ...]
+    packages: tuple[str, ...]  # "pip: x" for PyPI, else apt
+    notes: str
+    prepare: tuple[str, ...] = ()  # optional command run first (e.g. esptool elf2image)
+    probe_default: str | None = None  # {probe} when --probe is not given (QEMU: a TCP port)
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     description: str
@@ -88,6 +148,23 @@ class Board:
     memory: tuple[MemoryRegion, ...]
     counter: Counter | None
     stack_size: int | None
+    # Catalogue fields (optional in board.toml; see docs/boards.md). Defaults keep the
+    # virtual boards as they were.
+    kind: str = "virtual"
+    target: str | None = None  # targets/<target>.toml whose compiler flags and kernels are used
+    core: str | None = None
+    mcu: str | None = None
+    clock_hz: int | None = None
+    uart: Uart | None = None
+    flash: FlashMethod | None = None
+    url: str | None = None
+
+    def region_aliases(self) -> dict[str, str]:
+        """EK_CODE / EK_CONST / EK_RAM -> MEMORY region name, read from the linker script."""
+        if self.linker_script is None:
+            return {}
+        text = self.linker_script.read_text()
+        return dict(re.findall(r'REGION_ALIAS\(\s*"(EK_\w+)"\s*,\s*(\w+)\s*\)', text))
 
 
 @dataclass(frozen=True)
@@ -235,10 +312,69 @@ def load_board(name: str) -> Board:
             "memory",
             "counter",
             "stack_size",
+            "kind",
+            "target",
+            "core",
+            "mcu",
+            "clock_hz",
+            "uart",
+            "flash",
+            "url",
         }
     )
     if f.get("name", str) != name:
         raise EdgekitError(f"'name' must equal the folder name '{name}'", str(path))
+    io = f.choice("io", BOARD_IO)
+    uart = None
+    u = f.table("uart", required=False)
+    if u is not None:
+        u.reject_unknown({"kind", "base", "baud", "clock_hz", "tx_pin", "rx_pin"})
+        uart = Uart(
+            kind=u.choice("kind", UART_KINDS),
+            base=u.get("base", int),
+            baud=u.get("baud", int, 115200),
+            clock_hz=u.get("clock_hz", int, None),
+            tx_pin=u.get("tx_pin", int, None),
+            rx_pin=u.get("rx_pin", int, None),
+        )
+    if io == "uart" and uart is None:
+        raise EdgekitError('io = "uart" needs a [uart] table', str(path))
+    flash = None
+    fl = f.table("flash", required=False)
+    if fl is not None:
+        fl.reject_unknown(
+            {"tool", "command", "image", "probe_args", "packages", "notes", "prepare",
+             "probe_default"}
+        )
+        flash = FlashMethod(
+            tool=fl.choice("tool", FLASH_TOOLS),
+            command=fl.strings("command"),
+            image=fl.choice("image", FLASH_IMAGES, "elf"),
+            probe_args=fl.strings("probe_args", default=()),
+            packages=fl.strings("packages", default=()),
+            notes=fl.get("notes", str, ""),
+            prepare=fl.strings("prepare", default=()),
+            probe_default=fl.get("probe_default", str, None),
+        )
+        if not flash.command or not flash.command[0].startswith(flash.tool):
+            raise EdgekitError("'flash.command' must start with the tool's name", str(path))
+        if not any(f"{{{flash.image}}}" in a for a in flash.command):
+            raise EdgekitError(f"'flash.command' must contain {{{flash.image}}}", str(path))
+        for arg in flash.command + flash.probe_args + flash.prepare:
+            bad = set(re.findall(r"\{(\w+)\}", arg)) - FLASH_PLACEHOLDERS
+            if bad:
+                raise EdgekitError(
+                    f"'flash' uses unknown placeholder(s) {sorted(bad)}", str(path),
+                    hint=f"known: {', '.join(sorted(FLASH_PLACEHOLDERS))}",
+                )
+    kind = f.choice("kind", BOARD_KINDS, "virtual")
+    target = f.get("target", str, None)
+    if target is not None and not (resource_dir("targets") / f"{target}.toml").is_file():
+        raise EdgekitError(f"'target' names unknown target '{target}'", str(path))
+    if kind == "physical":
+        for key in ("target", "core", "clock_hz", "linker_script"):
+            if key not in f.data:
+                raise EdgekitError(f"'{key}' is required for a physical board", str(path))
     linker_script = f.get("linker_script", str, None)
     sources = tuple(root / s for s in f.strings("sources"))
     for file in sources + ((path.parent / linker_script,) if linker_script else ()):
@@ -265,7 +401,7 @@ def load_board(name: str) -> Board:
         name=name,
         description=f.get("description", str),
         path=path.parent,
-        io=f.choice("io", BOARD_IO),
+        io=io,
         machine=f.get("machine", str, None),
         linker_script=path.parent / linker_script if linker_script else None,
         sources=sources,
@@ -273,6 +409,14 @@ def load_board(name: str) -> Board:
         memory=tuple(memory),
         counter=counter,
         stack_size=f.get("stack_size", int, None),
+        kind=kind,
+        target=target,
+        core=f.get("core", str, None),
+        mcu=f.get("mcu", str, None),
+        clock_hz=f.get("clock_hz", int, None),
+        uart=uart,
+        flash=flash,
+        url=f.get("url", str, None),
     )
 
 

@@ -12,10 +12,12 @@ _start:
     la sp, __ek_stack_top
     /* DRAM below the stack stands in for ROM and is writable: make its last 4 KB a locked,
      * no-access PMP region (locked entries bind machine mode too), so a stack overflow traps. */
+#ifndef EK_NO_STACK_GUARD /* physical boards: RAM starts after unmapped space, no guard needed */
     la t0, __ek_riscv_guard_napot
     csrw pmpaddr0, t0
     li t0, 0x98 /* L | A=NAPOT, no R/W/X */
     csrw pmpcfg0, t0
+#endif
     la tp, __ek_tls_base
     la t0, ek_trap_entry
     csrw mtvec, t0

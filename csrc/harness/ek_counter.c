@@ -96,6 +96,69 @@ uint32_t ek_counter_read(void)
     return (uint32_t)v;
 }
 
+#elif defined(EK_COUNTER_DWT_CYCCNT)
+/* Cycle counter of the Armv7-M / Armv8-M Data Watchpoint and Trace unit: core clock cycles.
+ * Physical boards only (QEMU does not implement it). */
+#define DEMCR REG32(0xE000EDFCu)
+#define DWT_CTRL REG32(0xE0001000u)
+#define DWT_CYCCNT REG32(0xE0001004u)
+#define DWT_LAR REG32(0xE0001FB0u)
+
+int ek_counter_available(void) { return 1; }
+
+void ek_counter_init(void)
+{
+    DEMCR |= 1u << 24;      /* TRCENA: power the DWT */
+    DWT_LAR = 0xC5ACCE55u;  /* unlock software access (Cortex-M7; write-ignored elsewhere) */
+    DWT_CYCCNT = 0u;
+    DWT_CTRL |= 1u;         /* CYCCNTENA */
+}
+
+uint32_t ek_counter_read(void) { return DWT_CYCCNT; }
+
+#elif defined(EK_COUNTER_RISCV_MCYCLE)
+/* RISC-V machine cycle counter, low word. */
+int ek_counter_available(void) { return 1; }
+
+void ek_counter_init(void) {}
+
+uint32_t ek_counter_read(void)
+{
+    uint32_t v;
+    __asm__ volatile(".option push\n"
+                     ".option arch, +zicsr\n"
+                     "csrr %0, mcycle\n"
+                     ".option pop\n"
+                     : "=r"(v));
+    return v;
+}
+
+#elif defined(EK_COUNTER_ESP32C3_MPCCR)
+/* ESP32-C3 has no mcycle: its performance counter CSRs mpcer (0x7E0, event mask), mpcmr
+ * (0x7E1, mode) and mpccr (0x7E2, count) count CPU cycles when event bit 0 is selected. */
+int ek_counter_available(void) { return 1; }
+
+void ek_counter_init(void)
+{
+    __asm__ volatile(".option push\n"
+                     ".option arch, +zicsr\n"
+                     "csrwi 0x7E0, 1\n"
+                     "csrwi 0x7E1, 1\n"
+                     "csrwi 0x7E2, 0\n"
+                     ".option pop\n");
+}
+
+uint32_t ek_counter_read(void)
+{
+    uint32_t v;
+    __asm__ volatile(".option push\n"
+                     ".option arch, +zicsr\n"
+                     "csrr %0, 0x7E2\n"
+                     ".option pop\n"
+                     : "=r"(v));
+    return v;
+}
+
 #else
 int ek_counter_available(void) { return 0; }
 
