@@ -103,7 +103,6 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from edgekit.pipeline import write_output
     from edgekit.report import build_report, format_report
-
     from edgekit.train import cli as train_cli
 
     if train_cli.wants_training(args):

@@ -18,7 +18,6 @@ from edgekit.cli import main
 from edgekit.frontends.tflite_writer import TFLiteBuilder
 from edgekit.models.dscnn import build_dscnn_kws
 from edgekit.pipeline import Compiled, compile_file
-
 from tests.conftest import mlperf_model
 
 SVG = "{http://www.w3.org/2000/svg}"
