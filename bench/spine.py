@@ -37,12 +37,13 @@ def main() -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print("| model | MACs | arena B | liveness bound B | TFLM arena B (head+tail) | constants B "
-          "| M4 .text B (-Os) | host us/inf | TFLM host us/inf |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| M4 .text B (-Os) | generate s | host us/inf | TFLM host us/inf |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, r in rows.items():
         m4 = r["cortex_m4_object"] or {"text": 0}
         print(f"| {k} | {r['macs']:,} | {r['arena_bytes']:,} | {r['arena_lower_bound_bytes']:,} "
               f"| {r['tflm_arena_bytes']:,} | {r['const_bytes']:,} | {m4['text']:,} "
+              f"| {r['generate_seconds']:.2f} "
               f"| {r['host_inference_us']:,.0f} | {r['tflm_host_inference_us']:,.0f} |")
     return 0
 

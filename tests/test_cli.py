@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,14 @@ def test_model_that_only_reshapes_compiles(tmp_path: Path) -> None:
     model.write_bytes(b.finish())
     proc = edgekit("verify", str(model), "--samples", "5")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_host_bench_reports_arena_and_m4_code_size(dscnn: Path) -> None:
+    r = edgekit("bench", str(dscnn), "--samples", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["arena_bytes"] == out["arena_lower_bound_bytes"] > 0
+    assert out["tflm_arena_bytes"] > out["arena_bytes"]
+    if shutil.which("arm-none-eabi-gcc"):
+        # the cross compiler is installed by scripts/test.sh: its code size must be measured
+        assert out["cortex_m4_object"]["text"] > 0, r.stderr
