@@ -28,6 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+# PyTorch, CPU build, for the checks against torch autograd, torch-exported ONNX and the DCLS
+# importer. Pinned to the exact release: an open range lets pip pick a multi-GB CUDA build.
+python3 -c "import torch" 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 
 status=0
 python3 -m pytest -n 2 --dist loadfile "$@" || status=$?
