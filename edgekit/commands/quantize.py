@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edgekit.errors import EdgekitError
 
@@ -20,6 +19,7 @@ examples:
   edgekit quantize model.onnx --calib calib/ --method mse --bias-correction -o model.ekir
   edgekit quantize model.onnx --data-free --input-range -1 1 -o model.ekir
   edgekit quantize float_model.tflite --calib calib.npz -o model.ekir
+  edgekit quantize model.onnx --precision fp16 -o model16.ekir
 then:
   edgekit generate model.ekir -o build/model
   edgekit export model.ekir --format tflite -o model_int8.tflite
@@ -46,27 +46,23 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _check_sqnr(graph: Any, qgraph: Any, calib: Any, samples: int) -> dict[str, Any] | None:
-    """SQNR of the int8 model (run by TFLM from its export) against the float model."""
-    from edgekit.export.tflite import export_tflite
-    from edgekit.quantize import Calibration, dequantize_array, quantize_array, sqnr_db
-    from edgekit.reference.float_ref import FloatModel
-    from edgekit.reference.tflm import run_tflm
+def _check_sqnr(graph: Any, qgraph: Any, calib: Any, samples: int,
+                synthetic: bool = False) -> dict[str, Any]:
+    """SQNR of the int8 model (run by TFLM from its export) against the float model: at the
+    outputs, and per layer (edgekit/quantize/layers.py)."""
+    from edgekit.quantize import Calibration
+    from edgekit.quantize.layers import layer_stats
 
     cal = Calibration(graph, calib, chunk=samples, limit=samples)
     batch = next(iter(cal))
-    ref = FloatModel(graph).run(batch)
-    model = export_tflite(qgraph)
-    ins = [qgraph.tensor(n).quant for n in qgraph.inputs]
-    outs = [qgraph.tensor(n) for n in qgraph.outputs]
-    feeds = [[quantize_array(b[k], q) for b, q in zip(batch, ins, strict=True)]
-             for k in range(batch[0].shape[0])]
-    got = run_tflm(model, feeds)
+    layers = layer_stats(graph, qgraph, batch)
+    by_name = {r["tensor"]: r for r in layers}
     result = {}
-    for j, t in enumerate(outs):
-        test = np.stack([dequantize_array(np.asarray(g[j]).reshape(t.shape), t.quant) for g in got])
-        result[t.name] = round(sqnr_db(ref[j].reshape(len(got), -1), test.reshape(len(got), -1)), 2)
-    return {"samples": len(got), "sqnr_db": result}
+    for name in qgraph.outputs:
+        db = by_name[name]["sqnr_db"] if name in by_name else None
+        result[name] = math.inf if db is None else db
+    return {"samples": int(batch[0].shape[0]), "sqnr_db": result, "layers": layers,
+            "inputs": "synthetic" if synthetic else "calibration"}
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -76,6 +72,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     if _spiking(args.model):
         return _pass_spiking_through(args)
+    if args.precision != "int8":
+        return _to_float_precision(args)
+    if args.act == "int16":
+        # The IR, the lowering and every kernel family store int8 activations; an int16 graph
+        # would be written that nothing here can compile or check, so refuse it up front.
+        raise EdgekitError(
+            "--act int16 (16x8: int16 activations, int8 weights) is not implemented yet",
+            str(args.model),
+            "use --act int8 (the default), or --precision fp16 for a float model with more range",
+        )
     if (args.calib is None) == (not args.data_free):
         raise EdgekitError("give either --calib DATA or --data-free")
     per_channel = "all" if args.per_channel else "none" if args.per_tensor else "conv"
@@ -93,12 +99,19 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     qgraph = quantize(graph, args.calib, cfg, data_free=args.data_free, where=str(args.model))
     elapsed = time.monotonic() - t0
     out = Path(args.output)
-    write_atomic(out, serialize.dumps(qgraph))
     check = None
-    if args.calib is not None and args.check > 0:
+    if args.check > 0:
         from edgekit.quantize import prepare
+        from edgekit.quantize.quantizer import synthetic_inputs
 
-        check = _check_sqnr(prepare(graph), qgraph, args.calib, args.check)
+        fg = prepare(graph)
+        source = args.calib if args.calib is not None else [synthetic_inputs(fg, cfg)]
+        check = _check_sqnr(fg, qgraph, source, args.check, synthetic=args.calib is None)
+        q = qgraph.meta["quantization"]
+        q["layers"] = check.pop("layers")
+        q["layer_samples"] = check["samples"]
+        q["layer_inputs"] = check["inputs"]
+    write_atomic(out, serialize.dumps(qgraph))
     info = {
         "output": str(out),
         "ops": len(qgraph.ops),
@@ -124,9 +137,62 @@ def cmd_quantize(args: argparse.Namespace) -> int:
               f"zero point {t.quant.scalar_zero_point()}")
     if check:
         for name, db in check["sqnr_db"].items():
-            print(f"output SQNR vs float on {check['samples']} calibration samples (TFLM): "
+            print(f"output SQNR vs float on {check['samples']} {check['inputs']} samples (TFLM): "
                   f"{name} {db:.2f} dB")
+    print(f"wrote {out}" + ("; per-layer SQNR: edgekit report " + str(out) + " --quant"
+                            if check else ""))
+    return 0
+
+
+def _to_float_precision(args: argparse.Namespace) -> int:
+    """--precision fp16/fp32: no calibration; the float graph is converted under the float
+    contract (docs/numerics-fp16.md) and written lowered, so generate takes it as it is."""
+    from edgekit.ir import serialize
+    from edgekit.passes.fp16 import to_float
+    from edgekit.pipeline import load_model
+    from edgekit.quantize import prepare
+
+    ignored = [flag for flag, given in (("--calib", args.calib is not None),
+                                        ("--data-free", args.data_free),
+                                        ("--act int16", args.act != "int8")) if given]
+    if ignored:
+        raise EdgekitError(
+            f"{' and '.join(ignored)} cannot be combined with --precision {args.precision}",
+            str(args.model),
+            f"--precision {args.precision} needs no calibration: drop {' '.join(ignored)}",
+        )
+    t0 = time.monotonic()
+    graph, _ = load_model(args.model, args.name)
+    g = to_float(prepare(graph, str(args.model)), args.precision, str(args.model))
+    out = Path(args.output)
+    data = serialize.dumps(g)
+    write_atomic(out, data)
+    elapsed = time.monotonic() - t0
+    weights = sum(t.nbytes for t in g.tensors.values() if t.is_const)
+    if args.json:
+        print(json.dumps({"output": str(out), "ops": len(g.ops), "precision": args.precision,
+                          "seconds": round(elapsed, 2), "constant_bytes": weights}, indent=2))
+        return 0
+    print(f"converted {len(g.ops)} ops to {args.precision} in {elapsed:.2f} s "
+          f"({weights} bytes of constants); no calibration needed")
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_report_quant(args: argparse.Namespace) -> int:
+    """`report MODEL --quant`: per-layer ranges and SQNR recorded by `edgekit quantize`."""
+    from edgekit.pipeline import load_model
+    from edgekit.quantize.layers import format_layers
+
+    graph, _ = load_model(args.model, args.name)
+    if not any(t.dtype == "int8" for t in graph.activations()):
+        raise EdgekitError("--quant reports on int8 models; this one is not quantized",
+                           str(args.model), "run `edgekit quantize` first")
+    info = graph.meta.get("quantization", {})
+    if args.json:
+        print(json.dumps({"model": str(args.model), "quantization": info}, indent=2))
+    else:
+        print(format_layers(info, graph))
     return 0
 
 
@@ -186,6 +252,11 @@ def register(add: Any) -> None:
                    help="data-free: the range of the model input (default -1 1)")
     p.add_argument("--sigmas", type=float, default=6.0,
                    help="data-free: range = mean +- SIGMAS * std (default 6)")
+    p.add_argument("--act", choices=["int8", "int16"], default="int8",
+                   help="activation type (default int8; int16 is not implemented yet)")
+    p.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="int8",
+                   help="int8 (calibrated, default), or fp16/fp32: the float model converted "
+                   "under the float contract, no data needed")
     p.add_argument("--limit", type=int, help="use at most this many calibration samples")
     p.add_argument("--check", type=int, default=16, metavar="N",
                    help="report output SQNR on N calibration samples, via TFLM (0: skip)")
