@@ -1,0 +1,393 @@
+"""On-device training (docs/training.md): the generated train step equals the numpy golden model
+bit for bit on the host and under QEMU, the FP32 gradients agree with PyTorch autograd, and the
+command line refuses what it cannot train with one clean error.
+
+The expected values come from edgekit/train/golden.py, written from the contract operation by
+operation; the C comes from the templates under codegen/templates/train. Neither is derived
+from the other.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgekit.errors import EdgekitError
+from edgekit.ir import serialize
+from edgekit.ir.graph import Graph, Op, Tensor
+from edgekit.train import build_training
+from edgekit.train.golden import GoldenTrainer
+from edgekit.train.runners import HostTrainer
+from tests.test_fp16 import _require  # skips when a target's tools are missing
+
+H, W, C_IN = 6, 5, 3
+CLASSES = 4
+
+
+class _Chain:
+    """A float32 chain of layers, each reading the previous output."""
+
+    def __init__(self, seed: int, shape: tuple[int, ...]) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.tensors: dict[str, Tensor] = {}
+        self.ops: list[Op] = []
+        self.x = self._t("x", shape)
+        self.cur = self.x
+
+    def _t(self, name: str, shape: tuple, data: Any = None, dtype: str = "float32") -> str:
+        self.tensors[name] = Tensor(name, tuple(shape), dtype, None, data)
+        return name
+
+    def _const(self, shape: tuple[int, ...], scale: float) -> str:
+        data = self.rng.normal(0.0, scale, shape).astype(np.float32)
+        return self._t(f"c{len(self.tensors)}", shape, data)
+
+    def _op(self, kind: str, ins: list[str], shape: tuple[int, ...], attrs: dict) -> None:
+        y = self._t(f"a{len(self.ops)}", shape)
+        self.ops.append(Op(kind, f"{kind}{len(self.ops)}", [self.cur, *ins], [y], attrs))
+        self.cur = y
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.tensors[self.cur].shape
+
+    def conv(self, oc: int, k: int, stride: int = 1, pad: int = 0, act: str = "relu") -> None:
+        n, h, w, ic = self.shape
+        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        ins = [self._const((oc, k, k, ic), (k * k * ic) ** -0.5), self._const((oc,), 0.1)]
+        attrs = {"stride": [stride, stride], "dilation": [1, 1], "pad": [pad, pad],
+                 "activation": act}  # fmt: skip
+        self._op("conv2d", ins, (n, oh, ow, oc), attrs)
+
+    def global_pool(self) -> None:
+        n, h, w, c = self.shape
+        attrs = {"filter": [h, w], "stride": [1, 1], "pad": [0, 0], "activation": "none"}
+        self._op("avg_pool2d", [], (n, 1, 1, c), attrs)
+
+    def flatten(self) -> None:
+        size = int(np.prod(self.shape))
+        spec = self._t(f"c{len(self.tensors)}", (2,), np.array([1, size], np.int32), "int32")
+        self._op("reshape", [spec], (1, size), {"shape": [1, size]})
+
+    def fc(self, units: int, act: str = "none") -> None:
+        depth = self.shape[-1]
+        ins = [self._const((units, depth), depth**-0.5), self._const((units,), 0.1)]
+        self._op("fully_connected", ins, (self.shape[0], units), {"activation": act})
+
+    def softmax(self) -> None:
+        self._op("softmax", [], self.shape, {"beta": 1.0})
+
+    def graph(self, name: str) -> Graph:
+        g = Graph(name, self.tensors, self.ops, [self.x], [self.cur], {"source_format": "test"})
+        g.validate()
+        return g
+
+
+def kws_like(seed: int = 0, softmax: bool = True) -> Graph:
+    """conv 3x3 + relu, pointwise conv + relu, global average pool, reshape, fc (+ softmax):
+    the shape of a DS-CNN keyword spotter's last layers, small enough for seconds under QEMU."""
+    c = _Chain(seed, (1, H, W, C_IN))
+    c.conv(8, 3, pad=1)
+    c.conv(6, 1, act="relu6")
+    c.global_pool()
+    c.flatten()
+    c.fc(CLASSES)
+    if softmax:
+        c.softmax()
+    return c.graph("kws_like")
+
+
+def mlp(seed: int = 0) -> Graph:
+    """fc + relu, fc + relu, fc: three trainable layers on a flat input."""
+    c = _Chain(seed, (1, 12))
+    c.fc(10, "relu")
+    c.fc(8, "relu")
+    c.fc(3)
+    return c.graph("mlp")
+
+
+def _samples(graph: Graph, n: int, loss: str, seed: int = 1) -> list[tuple[np.ndarray, Any]]:
+    rng = np.random.default_rng(seed)
+    shape = graph.tensor(graph.inputs[0]).shape
+    outputs = int(np.prod(graph.tensor(graph.outputs[0]).shape))
+    out: list[tuple[np.ndarray, Any]] = []
+    for i in range(n):
+        x = rng.normal(0.0, 1.0, shape).astype(np.float32)
+        target: Any = i % outputs if loss == "cross-entropy" else rng.normal(0, 1, outputs)
+        out.append((x, target))
+    return out
+
+
+def _golden_run(build: Any, samples: list) -> tuple[list[np.float32], list[bytes]]:
+    gt = GoldenTrainer(build.spec)
+    dt = build.spec.dtype
+    losses, blobs = [], []
+    for x, t in samples:
+        target = t if build.spec.loss == "cross-entropy" else np.asarray(t).astype(dt)
+        losses.append(gt.step(x.astype(dt), target))
+        blobs.append(gt.weights_blob())
+    return losses, blobs
+
+
+def _same_loss(got: np.float32, want: np.float32) -> bool:
+    return np.asarray(got, np.float32).view(np.uint32) == np.asarray(want, np.float32).view(
+        np.uint32
+    )
+
+
+def _assert_runs_equal(what: str, got: tuple[list, list], want: tuple[list, list]) -> None:
+    for step, (gl, gw, wl, ww) in enumerate(zip(*got, *want, strict=True)):
+        assert _same_loss(gl, wl), f"{what} step {step}: loss {gl!r} != golden {wl!r}"
+        if gw != ww:
+            a, b = np.frombuffer(gw, np.uint8), np.frombuffer(ww, np.uint8)
+            first = int(np.flatnonzero(a != b)[0])
+            raise AssertionError(f"{what} step {step}: weights differ first at byte {first}")
+
+
+# --- host -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
+@pytest.mark.parametrize("optimizer", ["sgd:lr=0.05", "sgd:lr=0.05,momentum=0.9"])
+def test_host_train_step_equals_golden(precision: str, loss: str, optimizer: str) -> None:
+    graph = kws_like()
+    build = build_training(graph, precision, 2, loss, optimizer)
+    host = HostTrainer(build)
+    host.init()
+    samples = _samples(graph, 5, loss)
+    got_l, got_w = [], []
+    for x, t in samples:
+        got_l.append(host.step(x, t))
+        got_w.append(host.weights())
+    want = _golden_run(build, samples)
+    _assert_runs_equal(f"host {precision} {loss} {optimizer}", (got_l, got_w), want)
+    # the weights really moved: a step that trains nothing would also "match"
+    assert got_w[-1] != GoldenTrainer(build.spec).weights_blob()
+    # predict uses the trained weights and equals the golden forward
+    x = samples[0][0]
+    gt = GoldenTrainer(build.spec)
+    gt.w, gt.b = _unpack(build, got_w[-1])
+    assert host.predict(x).tobytes() == gt.predict(x.astype(build.spec.dtype)).tobytes()
+
+
+def _unpack(build: Any, blob: bytes) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    dt = np.dtype(build.spec.dtype)
+    a = np.frombuffer(blob, dt)
+    ws, bs, at = [], [], 0
+    for layer in build.spec.layers:
+        n = layer.units * layer.depth
+        ws.append(a[at : at + n].reshape(layer.depth, layer.units).T.copy())
+        bs.append(a[at + n : at + n + layer.units].copy())
+        at += n + layer.units
+    return ws, bs
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_three_dense_layers_and_weight_import(precision: str) -> None:
+    graph = mlp()
+    build = build_training(graph, precision, 3, "mse", "sgd:lr=0.02,momentum=0.5")
+    host = HostTrainer(build)
+    host.init()
+    samples = _samples(graph, 4, "mse", seed=7)
+    got_l, got_w = [], []
+    for x, t in samples:
+        got_l.append(host.step(x, t))
+        got_w.append(host.weights())
+    _assert_runs_equal(f"mlp {precision}", (got_l, got_w), _golden_run(build, samples))
+    # import restores exactly what export wrote (the persisted weights survive a reboot)
+    host.init()
+    assert host.weights() != got_w[-1]
+    host.import_weights(got_w[-1])
+    assert host.weights() == got_w[-1]
+
+
+def test_generated_training_code_is_reproducible() -> None:
+    a = build_training(kws_like(), "fp16", 2, "cross-entropy", "sgd:lr=0.01").files
+    b = build_training(kws_like(), "fp16", 2, "cross-entropy", "sgd:lr=0.01").files
+    assert a == b
+    train_c = a["kws_like_train.c"]
+    assert "malloc" not in train_c
+    # trained weights: const initial copies in flash, working copies in RAM
+    assert "static const uint16_t ek_tw0_init[" in train_c
+    assert "static uint16_t ek_tw0[" in train_c
+
+
+# --- memory plan in the report --------------------------------------------------------------------
+
+
+def test_report_shows_training_ram_separately() -> None:
+    build = build_training(kws_like(), "fp16", 2, "cross-entropy", "sgd:lr=0.01,momentum=0.9")
+    r = build.report()
+    ram = r["training_ram_bytes"]
+    params = 6 * (8 + 1) + CLASSES * (6 + 1)  # pointwise 8 -> 6, fc 6 -> 4
+    assert r["parameters"] == params
+    assert ram["trained_weights"] == params * 2
+    assert ram["momentum"] == params * 2
+    parts = ("trained_weights", "momentum", "tail_activations", "gradient_rows",
+             "weight_gradient_scratch")  # fmt: skip
+    assert ram["total"] == sum(ram[k] for k in parts)
+    # tail activations: pointwise output 30x6, pooled 6, logits 4, each 16-byte aligned
+    assert ram["tail_activations"] == 368 + 16 + 16
+    assert r["training_flash_bytes"]["initial_weights"] == params * 2
+    assert r["inference_arena_bytes"] > 0
+
+
+# --- emulated targets -----------------------------------------------------------------------------
+
+
+@pytest.mark.emulated
+@pytest.mark.parametrize(
+    ("target", "precision", "loss", "optimizer"),
+    [
+        ("rv32-zfh-v", "fp16", "cross-entropy", "sgd:lr=0.05,momentum=0.9"),
+        ("rv32-zfh-v", "fp32", "mse", "sgd:lr=0.05"),
+        ("cortex-m55", "fp16", "cross-entropy", "sgd:lr=0.05"),
+        ("cortex-m55", "fp32", "cross-entropy", "sgd:lr=0.05,momentum=0.9"),
+    ],
+)
+def test_emulated_train_step_equals_golden(
+    target: str, precision: str, loss: str, optimizer: str
+) -> None:
+    from edgekit.train.runners import EmulatedTrainer
+
+    _require(target)
+    graph = kws_like(seed=3)
+    build = build_training(graph, precision, 2, loss, optimizer, target)
+    samples = _samples(graph, 3, loss, seed=5)
+    losses, weights, _ = EmulatedTrainer(build).run(samples)
+    _assert_runs_equal(f"{target} {precision}", (losses, weights), _golden_run(build, samples))
+    assert weights[-1] != GoldenTrainer(build.spec).weights_blob()
+
+
+# --- FP32 against PyTorch autograd ----------------------------------------------------------------
+
+
+def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, list]:
+    """The tail of `build` in PyTorch from the same frozen features: loss and gradients."""
+    torch = pytest.importorskip("torch")
+    spec = build.spec
+    gt = GoldenTrainer(spec)
+    v = torch.tensor(gt.features(x.astype(np.float32)), dtype=torch.float64)
+    params = []
+    for t in spec.tail:
+        if t.kind == "dense":
+            w = torch.tensor(t.weights.astype(np.float64), requires_grad=True)
+            b = torch.tensor(t.bias.astype(np.float64), requires_grad=True)
+            params.append((w, b))
+            v = v.reshape(t.rows, t.depth) @ w.T + b
+            if t.activation == "relu":
+                v = torch.relu(v)
+            elif t.activation == "relu6":
+                v = torch.clamp(v, 0.0, 6.0)
+            v = v.reshape(-1)
+        elif t.kind == "avgpool":
+            v = v.reshape(t.rows, t.units).mean(dim=0)
+    if spec.loss == "cross-entropy":
+        loss = torch.nn.functional.cross_entropy(v[None, :], torch.tensor([int(target)]))
+    else:
+        loss = torch.mean((v - torch.tensor(np.asarray(target, np.float64))) ** 2)
+    loss.backward()
+    return (
+        float(loss.detach()),
+        [w.grad.numpy() for w, _ in params],
+        [b.grad.numpy() for _, b in params],
+    )
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
+def test_fp32_gradients_match_pytorch(loss: str) -> None:
+    pytest.importorskip("torch")
+    graph = kws_like(seed=2)
+    build = build_training(graph, "fp32", 2, loss, "sgd:lr=0.1")
+    (x, t), = _samples(graph, 1, loss, seed=11)  # fmt: skip
+    target = t if loss == "cross-entropy" else np.asarray(t, np.float32)
+    want_loss, want_gw, want_gb = _torch_tail(build, x, target)
+    got_loss, gws, gbs = GoldenTrainer(build.spec).gradients(x, target)
+    assert got_loss == pytest.approx(want_loss, rel=1e-5, abs=1e-6)
+    for g, w in zip(gws + gbs, want_gw + want_gb, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+    # and the generated C applied exactly those gradients: w1 = w0 - lr g, within rounding
+    host = HostTrainer(build)
+    host.init()
+    host.step(x, t)
+    ws, bs = _unpack(build, host.weights())
+    for layer, w1, b1, gw, gb in zip(build.spec.layers, ws, bs, want_gw, want_gb, strict=True):
+        np.testing.assert_allclose(w1, layer.weights - 0.1 * gw, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b1, layer.bias - 0.1 * gb, rtol=1e-5, atol=1e-6)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_training_errors_in_the_api() -> None:
+    with pytest.raises(EdgekitError, match="larger than"):
+        build_training(mlp(), "fp16", 4)
+    with pytest.raises(EdgekitError, match="fp16 or fp32"):
+        build_training(mlp(), "int8", 1)
+    with pytest.raises(EdgekitError, match="unknown optimizer"):
+        build_training(mlp(), "fp16", 1, optimizer="adam")
+    with pytest.raises(EdgekitError, match="momentum"):
+        build_training(mlp(), "fp16", 1, optimizer="sgd:momentum=1.5")
+    with pytest.raises(EdgekitError, match="rounds to 0"):
+        build_training(mlp(), "fp16", 1, optimizer="sgd:lr=1e-9")
+    with pytest.raises(EdgekitError, match="cross-entropy needs logits"):
+        c = _Chain(0, (1, 8))
+        c.fc(3, "relu")
+        build_training(c.graph("relu_head"), "fp16", 1)
+
+
+def _edgekit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("train") / "kws_like.ekir"
+    serialize.save(kws_like(), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--precision", "int8", "--train-last", "1"], "fp16 or fp32"),
+        (["--precision", "fp16", "--train-last", "9"], "--train-last"),
+        (["--precision", "fp16", "--train-last", "1", "--optimizer", "adam:lr=1"], "optimizer"),
+        (["--precision", "fp16", "--train-last", "1", "--optimizer", "sgd:lr=x"], "lr"),
+        (["--precision", "fp16", "--train-last", "1", "--loss", "hinge"], "loss"),
+        (["--precision", "fp16", "--loss", "mse"], "--train-last"),
+    ],
+)
+def test_cli_errors_are_clean(model_file: Path, tmp_path: Path, flags: list, message: str) -> None:
+    out = tmp_path / "out"
+    proc = _edgekit("generate", str(model_file), *flags, "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert not out.exists()
+
+
+def test_cli_generate_and_report(model_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "odl"
+    flags = ["--precision", "fp16", "--train-last", "2", "--loss", "cross-entropy"]
+    proc = _edgekit(
+        "generate", str(model_file), *flags, "--optimizer", "sgd:lr=0.01", "-o", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "train RAM" in proc.stdout
+    assert (out / "kws_like_train.c").is_file() and (out / "kws_like_train.h").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["training_ram_bytes"]["total"] > 0
+    proc = _edgekit("report", str(model_file), "--precision", "fp32", "--train-last", "1",
+                    "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["training"]["precision"] == "fp32"
