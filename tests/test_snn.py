@@ -206,23 +206,7 @@ def test_step_api_equals_batch_api_and_golden_chunks() -> None:
     np.testing.assert_array_equal(chunks, batch)
 
 
-@pytest.mark.slow
-def test_state_kept_2000_steps_and_reset_clean() -> None:
-    graph = quantize(_random_net(6, [64, 96, 10], 25), "long")
-    rng = np.random.default_rng(6)
-    x = rng.random((2000, 64)) < 0.1
-    y = rng.random((300, 64)) < 0.1
-    golden = GoldenSnn(graph)
-    expect_long = golden.run(x).output
-    golden.reset()
-    expect_fresh = golden.run(y).output
-    for kernel in KERNELS:
-        model = SnnHostModel(compile_snn(graph, kernel=kernel))
-        model.reset()
-        np.testing.assert_array_equal(model.run(x), expect_long, err_msg=kernel)
-        model.reset()
-        assert not any(model.state_bytes()), kernel
-        np.testing.assert_array_equal(model.run(y), expect_fresh, err_msg=kernel)
+# long streaming runs and reset: tests/test_snn_quantize.py (10,000 steps, step API)
 
 
 @pytest.mark.emulated

@@ -17,6 +17,7 @@ EPILOG = """\
 examples:
   edgekit snn convert ckpt.pt --config model.json -o shd.ekir     SNN-delays checkpoint (.pt/.npz)
   edgekit snn convert net.nir --dt 0.001 -o net.ekir               NIR graph, 1 ms time step
+  edgekit snn quantize shd.ekir --calib spikes.npz -o shd_q.ekir   re-quantise on real spikes
   edgekit snn generate shd.ekir --target cortex-m4 --snn-kernel auto -o build/shd
   edgekit snn verify shd.ekir --target cortex-m4 --emulate         C vs golden model, bit for bit
   edgekit snn bench shd.ekir --target cortex-m4 --input-rate 0.05  instructions per time step
@@ -54,6 +55,7 @@ def _name(path: Path, given: str | None) -> str:
 def cmd_convert(args: argparse.Namespace) -> int:
     from edgekit.ir import serialize
     from edgekit.snn import importers
+    from edgekit.snn.calibrate import attach_float
     from edgekit.snn.quantize import quantize
     from edgekit.snn.verify import compare_float
 
@@ -83,6 +85,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     graph.meta["source_format"] = net.meta.get("source_format", "snn")
     agreement = compare_float(net, graph, args.samples, args.steps, args.input_rate, args.seed)
     graph.meta["snn"]["float_agreement"] = agreement
+    attach_float(graph, net)  # so `edgekit quantize --calib` can re-quantise on real spikes
     out.parent.mkdir(parents=True, exist_ok=True)
     serialize.save(graph, out)
     sig = float(net.meta.get("max_abs_sig", 0.0))
@@ -102,6 +105,52 @@ def cmd_convert(args: argparse.Namespace) -> int:
         f"{100 * agreement['argmax_agreement']:.0f}%; spikes per layer float "
         f"{agreement['float_spikes']} vs quantized {agreement['quantized_spikes']}"
     )
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """`edgekit quantize net.ekir --calib spikes.npz -o net_q.ekir` for a spiking .ekir.
+
+    The float network `convert` kept is re-quantised with the weight clipping that agrees best
+    with it on the calibration spike trains (edgekit/snn/calibrate.py). Without --calib the file
+    is already quantised (convert did it with unclipped scales) and is written unchanged.
+    """
+    from edgekit.commands.quantize import write_atomic
+    from edgekit.ir import serialize
+    from edgekit.snn import calibrate
+
+    src, out = Path(args.model), Path(args.output)
+    graph = _load_ekir(src)
+    if args.calib is None:
+        write_atomic(out, src.read_bytes())
+        note = "already quantized by `edgekit convert` (no --calib: written unchanged)"
+        if args.json:
+            print(json.dumps({"output": str(out), "spiking": True, "note": note}, indent=2))
+        else:
+            print(f"{src}: {note}\nwrote {out}")
+        return 0
+    net = calibrate.float_of(graph, str(src))
+    trains = calibrate.load_calib(args.calib, net.n_inputs, args.limit)
+    meta = {k: v for k, v in graph.meta.items() if k not in {"snn", "source_format", "lowered"}}
+    qgraph, report = calibrate.calibrate(net, trains, args.name or graph.name, meta)
+    kept = {"float_agreement", "calibration", "weight_clip_percentile", "float_layers"}
+    for k, v in graph.meta["snn"].items():
+        if k not in kept:
+            qgraph.meta["snn"].setdefault(k, v)
+    qgraph.meta["source_format"] = graph.meta.get("source_format", "snn")
+    write_atomic(out, serialize.dumps(qgraph))
+    if args.json:
+        print(json.dumps({"output": str(out), "spiking": True, "calibration": report}, indent=2))
+        return 0
+    print(f"{src}: {len(trains)} calibration trains of {report['steps']} steps")
+    for c in report["candidates"]:
+        mark = "  <- chosen" if c["clip_percentile"] == report["chosen_clip_percentile"] else ""
+        print(
+            f"  weight clip at the {c['clip_percentile']:g}th percentile: readout argmax agrees "
+            f"on {100 * c['argmax_agreement']:.0f}%, spikes per layer float {c['float_spikes']} "
+            f"vs quantized {c['quantized_spikes']}{mark}"
+        )
     print(f"wrote {out}")
     return 0
 
@@ -210,7 +259,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     p = add(
-        "snn", "spiking networks with learned synaptic delays: convert, generate, verify, bench",
+        "snn",
+        "spiking networks with learned synaptic delays: convert, quantize, generate, verify, bench",
         EPILOG,
     )  # fmt: skip
     sub = p.add_subparsers(dest="snn_command", metavar="SUBCOMMAND")
@@ -250,6 +300,17 @@ def register(add: Any) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_convert)
+
+    qz = sub_add("quantize", "re-quantise a converted .ekir on calibration spike trains")
+    qz.add_argument("model", type=Path, help="an .ekir file written by `edgekit convert`")
+    qz.add_argument("-o", "--output", type=Path, required=True, help="the .ekir file to write")
+    qz.add_argument(
+        "--calib", type=Path, help=".npz of 0/1 spike trains [N, T, n_inputs] (array 'spikes')"
+    )
+    qz.add_argument("--limit", type=int, help="use at most this many calibration trains")
+    qz.add_argument("--name", help="C identifier prefix (default: the model's name)")
+    qz.add_argument("--json", action="store_true")
+    qz.set_defaults(fn=cmd_quantize)
 
     g = sub_add("generate", "C with a per-time-step API for an .ekir spiking network")
     common(g, "auto")

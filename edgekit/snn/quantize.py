@@ -26,8 +26,16 @@ INT32_MAX = (1 << 31) - 1
 _CEIL_SLACK = 1e-9
 
 
-def _scales(gain_w: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    amax = np.abs(gain_w).max(axis=1) if gain_w.size else np.zeros(gain_w.shape[0])
+def _scales(gain_w: np.ndarray, fallback: np.ndarray, clip: float = 100.0) -> np.ndarray:
+    """Per output neuron: the `clip` percentile of |gain_i W_ij| maps to 127 (100: the max)."""
+    if not gain_w.size:
+        return fallback
+    amax = np.abs(gain_w).max(axis=1)
+    if clip < 100.0:
+        # a neuron whose percentile is 0 (mostly zero weights) keeps its max: clipping to 0
+        # would saturate every weight it has
+        pct = np.percentile(np.abs(gain_w), clip, axis=1)
+        amax = np.where(pct > 0, np.minimum(amax, pct), amax)
     return np.where(amax > 0, amax / 127.0, fallback)
 
 
@@ -45,8 +53,17 @@ def membrane_bound(weights: np.ndarray, bias: np.ndarray, decay: np.ndarray | No
     return float(np.max(step / (1.0 - beta), initial=0.0))
 
 
-def quantize(net: FloatSnn, name: str = "snn", meta: dict[str, Any] | None = None) -> Graph:
-    """The integer graph of `net`, with state tensors declared and meta.lowered set."""
+def quantize(
+    net: FloatSnn, name: str = "snn", meta: dict[str, Any] | None = None, clip: float = 100.0
+) -> Graph:
+    """The integer graph of `net`, with state tensors declared and meta.lowered set.
+
+    `clip` is the percentile of each neuron's |weights| that maps to int8 127 (100: the largest
+    weight; lower clips the few largest weights for resolution on the rest, which
+    `edgekit quantize --calib` chooses on calibration spikes).
+    """
+    if not 0.0 < clip <= 100.0:
+        raise EdgekitError(f"weight clip percentile {clip:g} must lie in (0, 100]")
     try:
         net.check()
     except ValueError as exc:
@@ -68,7 +85,7 @@ def quantize(net: FloatSnn, name: str = "snn", meta: dict[str, Any] | None = Non
         # a neuron with no non-zero weight still needs a unit in which its threshold and offset
         # are exact enough: 2^-16 of the larger of the two
         ref = np.maximum(np.abs(layer.offset), thr if layer.neuron != "li" else 0.0)
-        s = _scales(gw, np.where(ref > 0, ref, 1.0) / 65536.0)
+        s = _scales(gw, np.where(ref > 0, ref, 1.0) / 65536.0, clip)
         wq = np.clip(np.round(gw / s[:, None]), -127, 127).astype(np.int8)
         bias_f = np.round(layer.offset / s)
         if np.any(np.abs(bias_f) > INT32_MAX):
@@ -137,7 +154,11 @@ def quantize(net: FloatSnn, name: str = "snn", meta: dict[str, Any] | None = Non
     graph_meta = {
         "source_format": "snn",
         "lowered": True,
-        "snn": {"n_inputs": net.n_inputs, "time_step_ms": float(net.time_step_ms)},
+        "snn": {
+            "n_inputs": net.n_inputs,
+            "time_step_ms": float(net.time_step_ms),
+            "weight_clip_percentile": float(clip),
+        },
     }
     graph_meta.update(meta or {})
     graph = Graph(name, tensors, ops, ["spikes_in"], [x], graph_meta)

@@ -28,26 +28,32 @@ def compare_float(
     net: FloatSnn, graph: Graph, samples: int = 20, steps: int = 100, rate: float = 0.05,
     seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
+    """Float vs quantised on `samples` Bernoulli trains of `steps` steps at `rate`."""
+    trains = [spike_train(steps, net.n_inputs, rate, seed + s) for s in range(samples)]
+    return {**compare_trains(net, graph, trains), "input_rate": rate}
+
+
+def compare_trains(net: FloatSnn, graph: Graph, trains: Any) -> dict[str, Any]:
+    """Float vs quantised, each train from rest: readout argmax agreement, spikes per layer."""
     golden = GoldenSnn(graph)
     agree = 0
     f_counts = np.zeros(len(golden.layers))
     q_counts = np.zeros(len(golden.layers))
-    for s in range(samples):
-        x = spike_train(steps, net.n_inputs, rate, seed + s)
+    n_spiking = 0
+    for x in trains:
         ref = simulate(net, x)
         golden.reset()
         tr = golden.run(x)
         qout = tr.output if tr.output.dtype == bool else golden.dequantize(tr.output)
         agree += predict(ref["readout"]) == predict(qout)
+        n_spiking = len(tr.spikes)
         for k, (a, b) in enumerate(zip(ref["spikes"], tr.spikes, strict=True)):
             f_counts[k] += a.sum()
             q_counts[k] += b.sum()
-    n_spiking = len(tr.spikes)
     return {
-        "samples": samples,
-        "steps": steps,
-        "input_rate": rate,
-        "argmax_agreement": agree / samples,
+        "samples": len(trains),
+        "steps": int(trains[0].shape[0]) if len(trains) else 0,
+        "argmax_agreement": agree / max(len(trains), 1),
         "float_spikes": [int(c) for c in f_counts[:n_spiking]],
         "quantized_spikes": [int(c) for c in q_counts[:n_spiking]],
     }
