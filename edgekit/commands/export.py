@@ -21,6 +21,7 @@ examples:
   edgekit export kws_ref_model.tflite --as zephyr-module -o modules/kws --target cortex-m4
   edgekit export kws_ref_model.tflite --as platformio -o lib/kws --name kws
   edgekit export model.ekir --format tflite -o model_int8.tflite
+  edgekit export model.ekir --format onnx-qdq          (writes model.qdq.onnx)
   edgekit verify model.ekir --reference model_int8.tflite
 
 --as writes the same C that `edgekit generate` writes (include/ for the API header, src/ for
@@ -32,6 +33,8 @@ An existing folder is replaced only if edgekit wrote it (or with --force).
 
 --format tflite writes an int8 model (an .ekir from `edgekit quantize`) as a .tflite file;
 TFLite Micro running it must agree with edgekit's generated C byte for byte.
+--format onnx-qdq writes it as a QDQ ONNX model; onnxruntime evaluates it in float, so it
+agrees with the generated C within the bound docs/quantize.md states.
 """
 
 
@@ -47,13 +50,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         # from the output name would silently write the wrong thing
         hint = (
             "add --format tflite to write this .tflite file"
-            if args.output.suffix == ".tflite"
+            if args.output is not None and args.output.suffix == ".tflite"
             else "add --as cmake|zephyr-module|platformio (a library folder for your firmware) "
-            "or --format tflite (an int8 model file)"
+            "or --format tflite|onnx-qdq (an int8 model file)"
         )
-        raise EdgekitError("say what to export: --as LAYOUT or --format tflite",
+        raise EdgekitError("say what to export: --as LAYOUT or --format tflite|onnx-qdq",
                            str(args.model), hint)
     if args.layout:
+        if args.output is None:
+            raise EdgekitError(f"--as {args.layout} needs -o FOLDER", str(args.model),
+                               f"e.g. -o vendor/{args.model.stem}")
         return _export_layout(args)
     return _export_tflite(args)
 
@@ -86,12 +92,19 @@ def _export_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_output(model: Path, fmt: str) -> Path:
+    """model.ekir -> model.tflite / model.qdq.onnx next to it, never the input itself."""
+    out = model.with_name(model.stem + (".tflite" if fmt == "tflite" else ".qdq.onnx"))
+    return out if out.resolve() != model.resolve() else model.with_name(model.stem + "_int8.tflite")
+
+
 def _export_tflite(args: argparse.Namespace) -> int:
+    from edgekit.export.onnx_qdq import export_onnx_qdq
     from edgekit.export.tflite import export_tflite
     from edgekit.pipeline import load_model
 
-    if args.format != "tflite":
-        raise EdgekitError(f"unknown format '{args.format}'", hint="only tflite is supported")
+    if args.output is None:
+        args.output = _default_output(args.model, args.format)
     graph, _ = load_model(args.model)
     if not any(t.dtype == "int8" for t in graph.activations()):
         raise EdgekitError("the model is float; export writes int8 models",
@@ -102,10 +115,11 @@ def _export_tflite(args: argparse.Namespace) -> int:
             "written back as TFLite ops", str(args.model),
             "export the .ekir written by `edgekit quantize` instead",
         )
-    data = export_tflite(graph, str(args.model))
+    write = export_tflite if args.format == "tflite" else export_onnx_qdq
+    data = write(graph, str(args.model))
     write_atomic(Path(args.output), data)
     if args.json:
-        print(json.dumps({"command": "export", "format": "tflite", "output": str(args.output),
+        print(json.dumps({"command": "export", "format": args.format, "output": str(args.output),
                           "bytes": len(data), "ops": len(graph.ops)}, indent=2))
         return 0
     print(f"wrote {args.output} ({len(data)} bytes, {len(graph.ops)} ops)")
@@ -124,10 +138,12 @@ def register(add: Any) -> None:
     mode = p.add_argument_group("what to export (give one)")
     mode.add_argument("--as", dest="layout", choices=list(LAYOUTS),
                       help="a library folder of the generated C for this build system")
-    mode.add_argument("--format", choices=["tflite"],
-                      help="an int8 model file (from a quantized .ekir)")
-    p.add_argument("-o", "--output", required=True, type=Path,
-                   help="the folder (--as) or file (--format) to write")
+    mode.add_argument("--format", choices=["tflite", "onnx-qdq"],
+                      help="an int8 model file (from a quantized .ekir): .tflite, or ONNX with "
+                      "QuantizeLinear/DequantizeLinear pairs for onnxruntime")
+    p.add_argument("-o", "--output", type=Path,
+                   help="the folder (--as, required) or file (--format; default: the model's "
+                   "name with .tflite or .qdq.onnx)")
     p.add_argument("--target", default="host",
                    help="--as: target whose kernels are generated (see `edgekit targets`); "
                    "default host (portable C)")
