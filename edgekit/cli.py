@@ -286,6 +286,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if train_cli.wants_training(args):
         return train_cli.cmd_report(args)
+    if args.quant:
+        from edgekit.commands.quantize import cmd_report_quant
+
+        return cmd_report_quant(args)
     compiled = _compile(args)
     report = build_report(compiled, _options(args))
     if args.plot:
@@ -449,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write the arena over the schedule and per-layer costs (.html, .svg or .png)",
     )
+    p.add_argument("--quant", action="store_true",
+                   help="per-layer SQNR and ranges recorded by `edgekit quantize` (an int8 .ekir)")
     _add_train_args(p)
     p.set_defaults(fn=cmd_report)
 
