@@ -263,6 +263,14 @@ def svg_document(data: dict[str, Any]) -> str:
 # --- PNG (matplotlib, optional) ----------------------------------------------------------------
 
 
+def _short_name(tensor: str) -> str:
+    """A readable label for a converter's tensor name: `model/activation_2/Relu;model/...`
+    becomes `activation_2/Relu` (the first fused name, without its model prefix)."""
+    first = tensor.split(";", 1)[0]
+    parts = first.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else first
+
+
 def png_bytes(data: dict[str, Any], where: str) -> bytes:
     try:
         import matplotlib
@@ -281,33 +289,61 @@ def png_bytes(data: dict[str, Any], where: str) -> bytes:
 
     layers = data["layers"]
     n_cols = len(data["columns"])
-    fig = plt.figure(figsize=(max(9.0, 0.35 * n_cols + 3), 12))
-    ax = fig.add_axes((0.12, 0.5, 0.84, 0.44))
+    arena = max(data["arena_bytes"], 1)
+    # the cost panels get a fixed height per layer, so a 30-layer model stays readable
+    arena_in, bars_in = 5.5, max(2.5, 0.19 * len(layers) + 1.0)
+    fig_w = max(9.0, 0.35 * n_cols + 3)
+    col_in = fig_w * 0.85 / n_cols  # a schedule column's width in inches, roughly
+    fig = plt.figure(figsize=(fig_w, arena_in + bars_in + 2.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(arena_in + 1.6, bars_in + 0.8))
+    ax = top.subplots()
+    # a 16-byte tensor in a 50 KiB arena would be a hairline: draw it at least this tall
+    min_h = arena * 0.006
     for e in data["entries"]:
-        colour = "#cccccc" if e["kind"] == "scratch" else PALETTE[e["producer"] % len(PALETTE)]
-        ax.add_patch(Rectangle((e["first"], e["offset"]), e["last"] - e["first"] + 1, e["bytes"],
-                               facecolor=colour, edgecolor="#222", linewidth=0.5,
-                               hatch="//" if e["kind"] == "scratch" else None))
+        scratch = e["kind"] == "scratch"
+        colour = "#dddddd" if scratch else PALETTE[e["producer"] % len(PALETTE)]
+        width = e["last"] - e["first"] + 1
+        height = max(e["bytes"], min_h)
+        ax.add_patch(Rectangle((e["first"], e["offset"]), width, height, facecolor=colour,
+                               edgecolor="#222", linewidth=0.5, alpha=0.9,
+                               hatch="//" if scratch else None))
+        # name the tensor and its size where there is room, as the HTML page does
+        room = int(width * col_in / 0.055)  # characters that fit across it at 7 pt
+        if e["bytes"] >= arena * 0.06 and room >= 6:
+            label = f"{_short_name(e['tensor'])[:room]}\n{e['bytes']:,} B"
+            ax.text(e["first"] + 0.06, e["offset"] + arena * 0.01, label, fontsize=7,
+                    va="top", ha="left", clip_on=True)
     ax.set_xlim(0, n_cols)
-    ax.set_ylim(max(data["arena_bytes"], 1), 0)  # offset 0 at the top, as in the HTML
+    ax.set_ylim(arena, 0)  # offset 0 at the top, as in the HTML
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xticks([j + 0.5 for j in range(n_cols)])
     ax.set_xticklabels(data["columns"], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("arena offset (bytes)")
-    ax.set_title(f"arena of {data['model']}: {data['arena_bytes']:,} bytes "
-                 f"(lower bound {data['lower_bound_bytes']:,})")
+    ax.set_xlabel("schedule: a tensor spans the ops during which it is live", fontsize=8)
+    ax.set_title(f"arena of {data['model']} ({data['target']}): {data['arena_bytes']:,} bytes, "
+                 f"liveness lower bound {data['lower_bound_bytes']:,}", fontsize=11)
+    if any(e["kind"] == "scratch" for e in data["entries"]):
+        ax.legend(handles=[Rectangle((0, 0), 1, 1, facecolor="#dddddd", edgecolor="#222",
+                                     hatch="//", label="kernel scratch")],
+                  loc="lower right", fontsize=7)
     labels = [f"{entry['index']} {entry['kind']}" for entry in layers]
     pos = list(range(len(layers)))
-    for k, (key, title, colour) in enumerate((("macs", "MACs", "#0072B2"),
-                                             ("weight_bytes", "weight bytes", "#D55E00"))):
-        bx = fig.add_axes((0.22 + 0.4 * k, 0.04, 0.33, 0.28))
+    totals = {"macs": sum(e["macs"] for e in layers),
+              "weight_bytes": sum(e["weight_bytes"] for e in layers)}
+    axes = bottom.subplots(1, 2, sharey=True)
+    for bx, (key, title, colour) in zip(axes, (("macs", "MACs", "#0072B2"),
+                                               ("weight_bytes", "weight bytes", "#D55E00")),
+                                        strict=True):
         bx.barh(pos, [entry[key] for entry in layers], color=colour)
         bx.xaxis.set_major_locator(MaxNLocator(4))
         bx.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         bx.tick_params(axis="x", labelsize=7)
-        bx.set_yticks(pos)
-        bx.set_yticklabels(labels if k == 0 else [], fontsize=7)
-        bx.invert_yaxis()
-        bx.set_title(f"{title} per layer", fontsize=9)
+        bx.grid(axis="x", color="#e4e4e4", linewidth=0.6)
+        bx.set_axisbelow(True)
+        bx.set_title(f"{title} per layer (total {totals[key]:,})", fontsize=9)
+    axes[0].set_yticks(pos)
+    axes[0].set_yticklabels(labels, fontsize=7)
+    axes[0].invert_yaxis()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

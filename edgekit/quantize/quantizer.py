@@ -11,8 +11,6 @@ because their kernels do not rescale.
 from __future__ import annotations
 
 import copy
-import sys
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op, Quant, Tensor
+from edgekit.progress import Progress
 from edgekit.quantize import weights as wq
 from edgekit.quantize.datafree import propagate
 from edgekit.quantize.dataset import Calibration, Source
@@ -98,24 +97,6 @@ def prepare(graph: Graph, where: str = "") -> Graph:
 # --- activation ranges -------------------------------------------------------------------------
 
 
-class _Progress:
-    def __init__(self, total: int | None, enabled: bool | None) -> None:
-        self.total = total
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.last = 0.0
-
-    def update(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.2 and not final):
-            return
-        self.last = now
-        of = f"/{self.total}" if self.total else ""
-        sys.stderr.write(f"\rcalibrating: {done}{of} samples")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def calibrate(graph: Graph, data: Source | Calibration, cfg: QuantConfig,
               progress: bool | None = None
               ) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray], int]:
@@ -125,7 +106,7 @@ def calibrate(graph: Graph, data: Source | Calibration, cfg: QuantConfig,
     collector = Collector(wanted)
     model = FloatModel(graph)
     cal = data if isinstance(data, Calibration) else Calibration(graph, data, cfg.chunk, cfg.limit)
-    bar = _Progress(cal.total, progress)
+    bar = Progress("calibrating", cal.total, progress, unit="samples")
     done = 0
     for batch in cal:
         try:
