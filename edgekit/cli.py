@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekit import __version__
 from edgekit.errors import EdgekitError
+from edgekit.progress import Progress, paint, status
 
 EXAMPLES = """\
 examples:
@@ -42,24 +43,6 @@ Exit codes: 0 success, 1 verification mismatch, 2 bad input or unsupported model
 """
 
 
-class _Progress:
-    """A one-line progress counter on stderr, only when stderr is a terminal."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.enabled = sys.stderr.isatty() and total > 1
-        self.last = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if self.enabled and (now - self.last > 0.1 or done == self.total):
-            self.last = now
-            sys.stderr.write(f"\r{self.label}: {done}/{self.total}")
-            if done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
     p.add_argument(
@@ -76,15 +59,14 @@ def _add_model_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _compile(args: argparse.Namespace) -> Any:
-    from edgekit.pipeline import compile_file
-
-    return compile_file(args.model, args.target, args.name, args.precision)
+    return _compile_for(args, args.target)
 
 
 def _compile_for(args: argparse.Namespace, target: str) -> Any:
     from edgekit.pipeline import compile_file
 
-    return compile_file(args.model, target, args.name, args.precision)
+    with status(f"compiling {Path(args.model).name} for {target}"):
+        return compile_file(args.model, target, args.name, args.precision)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,20 +147,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.emulate and args.target != "host":
         from edgekit.runners.emulated_model import EmulatedModel
 
-        print(
-            f"building firmware for {args.target} and running {len(inputs)} samples under "
-            "the emulator...",
-            file=sys.stderr,
-        )
-        ours = EmulatedModel(compiled).run(inputs).outputs
+        with status(f"cross-compiling the firmware for {args.target}"):
+            emulated = EmulatedModel(compiled)
+        with status(f"running {len(inputs)} samples under the {args.target} emulator"):
+            ours = emulated.run(inputs).outputs
     else:
         assert model is not None
-        progress = _Progress("running generated code", len(inputs))
+        progress = Progress("running the generated code", len(inputs))
         ours = []
         for k, sample in enumerate(inputs):
             ours.append(model.run(sample))
             progress.update(k + 1)
-    reference = run_tflm(ref_model, inputs)
+    with status(f"running {len(inputs)} samples through TFLite Micro"):
+        reference = run_tflm(ref_model, inputs)
     result = compare(compiled, ours, reference)
     if not result.ok:
         first_bad = next(
@@ -198,7 +179,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(format_result(result, args.target))
+        text = format_result(result, args.target)
+        verdict = "bit-exact:" if result.ok else "MISMATCH"
+        print(text.replace(verdict, paint(verdict, "ok" if result.ok else "bad"), 1))
     return 0 if result.ok else 1
 
 
@@ -252,7 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     compiled = _compile(args)
     samples = _load_inputs(args.input, compiled)
     model = HostModel(compiled)
-    progress = _Progress("running", len(samples))
+    progress = Progress("running", len(samples))
     results: list[list[np.ndarray]] = []
     for k, s in enumerate(samples):
         results.append(model.run(s))
@@ -273,6 +256,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         np.save(out, stacked[0])
     else:
         np.savez(out, **{f"output_{j}": a for j, a in enumerate(stacked)})
+    if args.json:
+        outputs = [{"shape": list(a.shape), "dtype": str(a.dtype)} for a in stacked]
+        print(json.dumps({"samples": len(samples), "output": str(out), "outputs": outputs,
+                          "dequantized": bool(args.dequantize)}, indent=2))
+        return 0
     print(
         f"ran {len(samples)} sample(s); wrote {', '.join(str(list(a.shape)) for a in stacked)} "
         f"{'float32 (dequantized)' if args.dequantize else 'raw'} to {out}"
@@ -324,14 +312,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 hint="e.g. --precision fp16 --target cortex-m55 --compare fp32",
             )
         precisions = [args.precision] + ([args.compare] if args.compare else [])
-        res = bench_float(args.model, args.target, args.name, precisions, args.per_layer)
+        with status(f"counting {' and '.join(precisions)} under the {args.target} emulator"):
+            res = bench_float(args.model, args.target, args.name, precisions, args.per_layer)
         print(json.dumps(res, indent=2) if args.json else format_bench_float(res))
         return 0
     if args.target == "host":
-        result = bench_host(args.model, args.target, args.name, args.samples)
+        with status(f"compiling and timing {args.samples} inferences next to TFLite Micro"):
+            result = bench_host(args.model, args.target, args.name, args.samples)
         print(json.dumps(result, indent=2) if args.json else format_bench(result))
         return 0
-    result = bench_emulated(args.model, args.target, args.name, per_layer=args.per_layer)
+    with status(f"building and counting one inference under the {args.target} emulator"):
+        result = bench_emulated(args.model, args.target, args.name, per_layer=args.per_layer)
     print(json.dumps(result, indent=2) if args.json else format_bench_emulated(result))
     return 0
 
@@ -339,9 +330,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from edgekit.targets import list_targets, load_target
 
-    for name in list_targets():
-        t = load_target(name)
-        print(f"{name:16s} {getattr(t, 'description', '')}")
+    rows = [{"name": name, "description": getattr(load_target(name), "description", "")}
+            for name in list_targets()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']:16s} {r['description']}")
     return 0
 
 
@@ -433,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=Path, help="where to write outputs (.npy/.npz)"
     )
     p.add_argument("--dequantize", action="store_true", help="write real values instead of int8")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(fn=cmd_run)
 
     p = add(
@@ -486,7 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_bench)
 
-    p = add("targets", "list the targets code can be generated for", "example:\n  edgekit targets")
+    p = add(
+        "targets",
+        "list the targets code can be generated for",
+        "examples:\n  edgekit targets\n  edgekit targets --json     [{\"name\": ..., "
+        "\"description\": ...}, ...]\n\nEach name is a file in targets/ (docs/targets.md); pass "
+        "it as --target NAME.\n`edgekit doctor` says which of them can be built and run here.",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_targets)
     _register_command_modules(add)
     return parser
@@ -560,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except EdgekitError as exc:
-        print(f"edgekit: error: {exc.render()}", file=sys.stderr)
+        print(f"edgekit: {paint('error:', 'error', sys.stderr)} {exc.render()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgekit: interrupted", file=sys.stderr)

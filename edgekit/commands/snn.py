@@ -285,7 +285,7 @@ def register(add: Any) -> None:
             default="0.05",
             help="input spike probability per step (default 0.05); bench takes a comma list",
         )
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=int, default=0, help="seed of the random spike trains")
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     c = sub_add("convert", "SNN-delays checkpoint (.pt/.npz + --config) or NIR graph -> .ekir")
@@ -296,9 +296,10 @@ def register(add: Any) -> None:
     c.add_argument("--name", help="C identifier prefix (default: output file name)")
     c.add_argument("--samples", type=int, default=20, help="random trains for the float check")
     c.add_argument("--steps", type=int, default=100, help="steps per random train")
-    c.add_argument("--input-rate", type=float, default=0.05)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--input-rate", type=float, default=0.05,
+                   help="spike probability per step of the check's random trains (default 0.05)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random trains (default 0)")
+    c.add_argument("--json", action="store_true", help="machine-readable summary")
     c.set_defaults(fn=cmd_convert)
 
     qz = sub_add("quantize", "re-quantise a converted .ekir on calibration spike trains")
@@ -309,7 +310,7 @@ def register(add: Any) -> None:
     )
     qz.add_argument("--limit", type=int, help="use at most this many calibration trains")
     qz.add_argument("--name", help="C identifier prefix (default: the model's name)")
-    qz.add_argument("--json", action="store_true")
+    qz.add_argument("--json", action="store_true", help="machine-readable summary")
     qz.set_defaults(fn=cmd_quantize)
 
     g = sub_add("generate", "C with a per-time-step API for an .ekir spiking network")
