@@ -103,6 +103,19 @@ def kws_like(seed: int = 0, softmax: bool = True) -> Graph:
     return c.graph("kws_like")
 
 
+def conv_net(seed: int = 0, stride: int = 1, pad: int = 1, k: int = 3) -> Graph:
+    """Two kxk convolutions, a pointwise one, pool, fc: trained whole, so the im2col of the
+    first layer reads the model input and the second one needs col2im for its input gradient."""
+    c = _Chain(seed, (1, 7, 6, 3))
+    c.conv(5, k, stride=stride, pad=pad)
+    c.conv(6, k, stride=stride, pad=pad, act="relu6")
+    c.conv(4, 1)
+    c.global_pool()
+    c.flatten()
+    c.fc(CLASSES)
+    return c.graph("conv_net")
+
+
 def mlp(seed: int = 0) -> Graph:
     """fc + relu, fc + relu, fc: three trainable layers on a flat input."""
     c = _Chain(seed, (1, 12))
@@ -175,6 +188,28 @@ def test_host_train_step_equals_golden(precision: str, loss: str, optimizer: str
     gt = GoldenTrainer(build.spec)
     gt.w, gt.b = _unpack(build, got_w[-1])
     assert host.predict(x).tobytes() == gt.predict(x.astype(build.spec.dtype)).tobytes()
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+@pytest.mark.parametrize(("stride", "pad", "k"), [(1, 1, 3), (2, 1, 3), (2, 0, 2)])
+def test_conv2d_im2col_train_step_equals_golden(precision: str, stride: int, pad: int, k: int):
+    from edgekit.reference import fp16_golden
+
+    graph = conv_net(stride=stride, pad=pad, k=k)
+    build = build_training(graph, precision, 4, "cross-entropy", "sgd:lr=0.05,momentum=0.9")
+    assert [t.conv is not None for t in build.spec.layers] == [True, True, False, False]
+    host = HostTrainer(build)
+    host.init()
+    samples = _samples(graph, 3, "cross-entropy")
+    # before any step the im2col forward is the inference conv contract, bit for bit
+    x0 = samples[0][0].astype(build.spec.dtype)
+    logits = fp16_golden.run_graph_all(build.compiled.graph, [x0])[graph.outputs[0]]
+    assert host.predict(samples[0][0]).tobytes() == logits.reshape(-1).tobytes()
+    got_l, got_w = [], []
+    for x, t in samples:
+        got_l.append(host.step(x, t))
+        got_w.append(host.weights())
+    _assert_runs_equal(f"conv {precision}", (got_l, got_w), _golden_run(build, samples))
 
 
 def _unpack(build: Any, blob: bytes) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -250,6 +285,8 @@ def test_report_shows_training_ram_separately() -> None:
         ("rv32-zfh-v", "fp32", "mse", "sgd:lr=0.05"),
         ("cortex-m55", "fp16", "cross-entropy", "sgd:lr=0.05"),
         ("cortex-m55", "fp32", "cross-entropy", "sgd:lr=0.05,momentum=0.9"),
+        ("rv32-zfh-v", "fp16", "conv", "sgd:lr=0.05,momentum=0.9"),
+        ("cortex-m55", "fp16", "conv", "sgd:lr=0.05"),
     ],
 )
 def test_emulated_train_step_equals_golden(
@@ -258,8 +295,11 @@ def test_emulated_train_step_equals_golden(
     from edgekit.train.runners import EmulatedTrainer
 
     _require(target)
-    graph = kws_like(seed=3)
-    build = build_training(graph, precision, 2, loss, optimizer, target)
+    if loss == "conv":  # every layer trained: im2col, col2im, pointwise, pool, fc
+        graph, loss, last = conv_net(seed=3, stride=2), "cross-entropy", 4
+    else:
+        graph, last = kws_like(seed=3), 2
+    build = build_training(graph, precision, last, loss, optimizer, target)
     samples = _samples(graph, 3, loss, seed=5)
     losses, weights, _ = EmulatedTrainer(build).run(samples)
     _assert_runs_equal(f"{target} {precision}", (losses, weights), _golden_run(build, samples))
@@ -281,7 +321,16 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
             w = torch.tensor(t.weights.astype(np.float64), requires_grad=True)
             b = torch.tensor(t.bias.astype(np.float64), requires_grad=True)
             params.append((w, b))
-            v = v.reshape(t.rows, t.depth) @ w.T + b
+            if t.conv is not None:
+                g = t.conv
+                img = v.reshape(1, g.h, g.w, g.c).permute(0, 3, 1, 2)
+                kernel = w.reshape(t.units, g.kh, g.kw, g.c).permute(0, 3, 1, 2)
+                out = torch.nn.functional.conv2d(
+                    img, kernel, b, (g.sh, g.sw), (g.pt, g.pl), (g.dh, g.dw)
+                )
+                v = out.permute(0, 2, 3, 1).reshape(t.rows, t.units)
+            else:
+                v = v.reshape(t.rows, t.depth) @ w.T + b
             if t.activation == "relu":
                 v = torch.relu(v)
             elif t.activation == "relu6":
@@ -301,11 +350,15 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
     )
 
 
-@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
-def test_fp32_gradients_match_pytorch(loss: str) -> None:
+@pytest.mark.parametrize(("loss", "model"), [("cross-entropy", "kws"), ("mse", "kws"),
+                                             ("cross-entropy", "conv")])  # fmt: skip
+def test_fp32_gradients_match_pytorch(loss: str, model: str) -> None:
     pytest.importorskip("torch")
-    graph = kws_like(seed=2)
-    build = build_training(graph, "fp32", 2, loss, "sgd:lr=0.1")
+    if model == "conv":
+        graph, last = conv_net(seed=2, stride=2), 4  # conv1 passes its input gradient: col2im
+    else:
+        graph, last = kws_like(seed=2), 2
+    build = build_training(graph, "fp32", last, loss, "sgd:lr=0.1")
     (x, t), = _samples(graph, 1, loss, seed=11)  # fmt: skip
     target = t if loss == "cross-entropy" else np.asarray(t, np.float32)
     want_loss, want_gw, want_gb = _torch_tail(build, x, target)

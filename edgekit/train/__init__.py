@@ -56,6 +56,7 @@ class TrainingBuild:
             "tail_activations": lay.activation_bytes,
             "gradient_rows": lay.grad_bytes,
             "weight_gradient_scratch": lay.scratch_bytes,
+            "im2col": lay.col_bytes + lay.dcol_bytes,
         }
         return {
             "model": s.graph.name,
@@ -68,7 +69,7 @@ class TrainingBuild:
             "tail": [
                 {"name": t.name, "kind": t.kind, "op": t.source, "rows": t.rows,
                  "depth": t.depth, "units": t.units, "activation": t.activation,
-                 "trained": t.kind == "dense", "macs": t.macs}
+                 "trained": t.kind == "dense", "macs": t.macs, "im2col": t.conv is not None}
                 for t in s.tail
             ],
             "parameters": s.parameter_count,
@@ -102,6 +103,7 @@ def format_training(r: dict[str, Any]) -> str:
         f"train RAM  {ram['total']:,} B = weights {ram['trained_weights']:,} + momentum "
         f"{ram['momentum']:,} + tail activations {ram['tail_activations']:,} + gradient rows "
         f"{ram['gradient_rows']:,} + weight-gradient scratch {ram['weight_gradient_scratch']:,}"
+        f" + im2col {ram['im2col']:,}"
         f" (besides the inference arena of {r['inference_arena_bytes']:,} B)"
     )
     lines.append(

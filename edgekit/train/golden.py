@@ -14,7 +14,7 @@ import numpy as np
 
 from edgekit.passes.fp16 import ACTIVATION_BOUNDS
 from edgekit.reference import fp16_golden as g
-from edgekit.train.spec import TrainSpec
+from edgekit.train.spec import ConvGeom, TrainSpec
 
 F32 = np.float32
 # ek_train_logf (codegen/templates/train/train.c.j2): binary32 constants, bit for bit
@@ -58,6 +58,44 @@ def relu_mask(y: np.ndarray, activation: str) -> np.ndarray:
     return mask
 
 
+def _tap_pixel(geom: ConvGeom, r: int, ky: int, kx: int) -> int | None:
+    """The input pixel under tap (ky, kx) of output row r, or None in the padding."""
+    oy, ox = divmod(r, geom.ow)
+    iy = oy * geom.sh - geom.pt + ky * geom.dh
+    ix = ox * geom.sw - geom.pl + kx * geom.dw
+    if 0 <= iy < geom.h and 0 <= ix < geom.w:
+        return iy * geom.w + ix
+    return None
+
+
+def im2col(x: np.ndarray, geom: ConvGeom) -> np.ndarray:
+    """[oh*ow][kh*kw*c]: row r holds the taps of output pixel r in filter order, +0 in the
+    padding (what the inference conv multiplies there, so the forward equals it)."""
+    img = x.reshape(geom.h * geom.w, geom.c)
+    taps = geom.kh * geom.kw
+    col = np.zeros((geom.oh * geom.ow, taps, geom.c), dtype=x.dtype)
+    for r in range(geom.oh * geom.ow):
+        for t in range(taps):
+            p = _tap_pixel(geom, r, *divmod(t, geom.kw))
+            if p is not None:
+                col[r, t] = img[p]
+    return col.reshape(geom.oh * geom.ow, taps * geom.c)
+
+
+def col2im(dcol: np.ndarray, geom: ConvGeom, dtype: Any) -> np.ndarray:
+    """The input gradient of an im2col: every pixel starts at -0 and adds, one rounding each,
+    the column entries that read it, rows r in order and taps in filter order within a row."""
+    dx = np.full((geom.h * geom.w, geom.c), -0.0, dtype=dtype)
+    taps = geom.kh * geom.kw
+    d3 = dcol.reshape(geom.oh * geom.ow, taps, geom.c)
+    for r in range(geom.oh * geom.ow):
+        for t in range(taps):
+            p = _tap_pixel(geom, r, *divmod(t, geom.kw))
+            if p is not None:
+                dx[p] = g.add(dx[p], d3[r, t], dtype)
+    return dx.reshape(-1)
+
+
 class GoldenTrainer:
     """The trainable parameters of one training build and the steps that change them."""
 
@@ -87,9 +125,8 @@ class GoldenTrainer:
         for t in self.spec.tail:
             v = acts[-1]
             if t.kind == "dense":
-                y = g.fully_connected(
-                    v.reshape(t.rows, t.depth), self.w[d], self.b[d], {"activation": t.activation}
-                )
+                rows = v.reshape(t.rows, t.depth) if t.conv is None else im2col(v, t.conv)
+                y = g.fully_connected(rows, self.w[d], self.b[d], {"activation": t.activation})
                 d += 1
             elif t.kind == "avgpool":
                 # the inference contract: binary32 sum from +0 in pixel order, / count, rounded
@@ -163,7 +200,7 @@ class GoldenTrainer:
                 continue
             d -= 1
             w = self.w[d]
-            xin = acts[ti].reshape(t.rows, t.depth)
+            xin = acts[ti].reshape(t.rows, t.depth) if t.conv is None else im2col(acts[ti], t.conv)
             y = acts[ti + 1].reshape(t.rows, t.units)
             dz = np.where(relu_mask(y, t.activation), dy.reshape(t.rows, t.units), dt.type(0.0))
             dz = dz.astype(dt)
@@ -173,7 +210,7 @@ class GoldenTrainer:
                 acc = np.full((t.rows, t.depth), neg_zero, dtype=dt)
                 for u in range(t.units):
                     acc = g.fma(dz[:, u : u + 1], w[u][None, :], acc, dt)
-                dy = acc.reshape(-1)
+                dy = acc.reshape(-1) if t.conv is None else col2im(acc, t.conv, dt)
             # weight gradient: per (u, k) acc = -0, then acc = fma(x[r][k], dz[r][u], acc) for
             # rows r in order; bias gradient: acc = -0, then acc = acc + dz[r][u]
             gw = np.full((t.units, t.depth), neg_zero, dtype=dt)

@@ -56,6 +56,10 @@ class TrainLayout:
     activation_bytes: int
     dy_buf: list[int]  # per tail op: the gradient buffer holding dL/d(output)
     dx_buf: list[int | None]  # per tail op: where dL/d(input) goes (None: not needed)
+    col: list[int | None]  # per tail op: its im2col matrix (kept for the weight gradient)
+    col_bytes: int
+    dcol: int  # the gradient of an im2col matrix, before col2im folds it into dx
+    dcol_bytes: int
 
 
 def layout(spec: TrainSpec) -> TrainLayout:
@@ -69,6 +73,12 @@ def layout(spec: TrainSpec) -> TrainLayout:
         act.append(at)
         at += _align(t.out_size * es)
     activation_bytes = at
+    col: list[int | None] = [None] * len(spec.tail)
+    for i, t in enumerate(spec.tail):
+        if t.conv is not None:
+            col[i] = at
+            at += _align(t.rows * t.depth * es)
+    col_bytes = at - activation_bytes
     dy_buf: list[int] = [0] * len(spec.tail)
     dx_buf: list[int | None] = [None] * len(spec.tail)
     need = [spec.outputs, 0]  # elements each gradient row must hold; the loss writes row 0
@@ -90,9 +100,16 @@ def layout(spec: TrainSpec) -> TrainLayout:
     units = max(t.units for t in spec.layers)
     scratch, scratch_bytes = at, 2 * _align(units * es)
     at += scratch_bytes
+    dcol_elems = max(
+        [t.rows * t.depth for t, dx in zip(spec.tail, dx_buf, strict=True)
+         if t.conv is not None and dx is not None] or [0]
+    )  # fmt: skip
+    dcol, dcol_bytes = at, _align(dcol_elems * es)
+    at += dcol_bytes
     return TrainLayout(
-        act, grad, grad_bytes, scratch, scratch_bytes, at, activation_bytes, dy_buf, dx_buf
-    )
+        act, grad, grad_bytes, scratch, scratch_bytes, at, activation_bytes, dy_buf, dx_buf,
+        col, col_bytes, dcol, dcol_bytes,
+    )  # fmt: skip
 
 
 def weight_bytes(spec: TrainSpec) -> int:
@@ -121,6 +138,8 @@ def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
             "y": lay.act[i + 1],
             "dy": lay.dy_buf[i],
             "dx": lay.dx_buf[i],
+            "col": lay.col[i],
+            "conv": t.conv,
         }
         if t.kind == "dense":
             assert t.weights is not None and t.bias is not None
@@ -168,6 +187,7 @@ def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
         "grad_offsets": lay.grad,
         "scratch": lay.scratch,
         "scratch_half": lay.scratch_bytes // 2,
+        "dcol": lay.dcol,
         "frozen_active": spec.frozen_active,
         "feature_offset": spec.feature_offset,
         "feature_bytes": spec.tail[0].in_size * dt.itemsize,

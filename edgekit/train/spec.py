@@ -5,8 +5,9 @@ weighted layers.
 has placed), walks back from the output over the trainable tail and checks everything the
 generated train step relies on. The tail is a chain of
 
-* dense layers: fully_connected, and 1x1 conv2d with stride 1 and no padding (the same matmul
-  over H*W rows), with a fused activation none, relu or relu6 -- these are trained;
+* dense layers: fully_connected, and conv2d of any kernel, stride, dilation and padding (im2col
+  turns it into the same matmul over the OH*OW output pixels; a 1x1 conv with stride 1 and no
+  padding needs no im2col), with a fused activation none, relu or relu6 -- these are trained;
 * global avg_pool2d (the filter covers the whole input) and reshape -- these have no weights
   but pass the gradient back;
 
@@ -29,7 +30,7 @@ from edgekit.passes.fp16 import FLOAT_PRECISIONS
 LOSSES = ("cross-entropy", "mse")
 OPTIMIZERS = ("sgd",)
 TRAINABLE_ACTIVATIONS = ("none", "relu", "relu6")
-TAIL_KINDS = "fully_connected, conv2d (1x1, stride 1), global avg_pool2d, reshape"
+TAIL_KINDS = "fully_connected, conv2d (any kernel, batch 1), global avg_pool2d, reshape"
 
 
 @dataclass
@@ -40,10 +41,31 @@ class Optimizer:
 
 
 @dataclass
+class ConvGeom:
+    """The im2col of a conv2d: input h x w x c, kernel kh x kw, stride, dilation, top/left pad,
+    output oh x ow; row r = oy * ow + ox, column (ky * kw + kx) * c + ic (the filter order)."""
+
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    oh: int
+    ow: int
+
+
+@dataclass
 class TailOp:
     """One op of the trainable tail, on flattened rows.
 
-    dense:   x [rows][depth] -> y [rows][units], weights [units][depth] (the model's layout)
+    dense:   x [rows][depth] -> y [rows][units], weights [units][depth] (the model's layout);
+             with `conv` set, x is the image [h][w][c] and [rows][depth] its im2col
     avgpool: x [rows][units] -> y [units], rows = the pooled pixels
     reshape: x [units] -> y [units], a copy
     """
@@ -58,9 +80,12 @@ class TailOp:
     weights: np.ndarray | None = None  # dense: [units][depth], storage dtype, initial values
     bias: np.ndarray | None = None  # dense: [units]
     source: str = ""  # the model op kind it came from
+    conv: ConvGeom | None = None  # dense: set when the input needs im2col
 
     @property
     def in_size(self) -> int:
+        if self.conv is not None:
+            return self.conv.h * self.conv.w * self.conv.c
         if self.kind == "dense":
             return self.rows * self.depth
         if self.kind == "avgpool":
@@ -150,6 +175,7 @@ def check_constants(opt: Optimizer, dtype: Any, where: str) -> None:
 
 def _dense(graph: Graph, op: Op, where: str) -> TailOp:
     act = op.attrs.get("activation", "none")
+    geom: ConvGeom | None = None
     if act not in TRAINABLE_ACTIVATIONS:
         raise EdgekitError(
             f"layer {op.name}: activation '{act}' has no backward kernel",
@@ -164,23 +190,22 @@ def _dense(graph: Graph, op: Op, where: str) -> TailOp:
         q = op.attrs["q"]
         rows, depth, units = int(q["batches"]), int(q["depth"]), int(q["units"])
     else:
-        x_shape = graph.tensor(op.inputs[0]).shape
-        units, kh, kw, depth = w.shape
-        if (
-            (kh, kw) != (1, 1)
-            or list(op.attrs.get("stride", [1, 1])) != [1, 1]
-            or any(op.attrs.get("pad", [0, 0]))
-        ):
+        n, h, wd, c = graph.tensor(op.inputs[0]).shape
+        _, oh, ow, _ = graph.tensor(op.outputs[0]).shape
+        units, kh, kw, _ = w.shape
+        if n != 1:
             raise EdgekitError(
-                f"layer {op.name}: only 1x1 conv2d with stride 1 and no padding can be trained "
-                f"(this one is {kh}x{kw}, stride {op.attrs.get('stride')})",
-                where,
-                "use a smaller --train-last so the tail starts after it",
+                f"layer {op.name}: a conv2d can be trained with batch 1 only, not {n}", where
             )
-        rows = int(np.prod(x_shape[:-1]))
+        sh, sw = op.attrs.get("stride", [1, 1])
+        dh, dw = op.attrs.get("dilation", [1, 1])
+        pt, pl = op.attrs.get("pad", [0, 0])
+        rows, depth = oh * ow, kh * kw * c
+        if (kh, kw, sh, sw, pt, pl) != (1, 1, 1, 1, 0, 0):
+            geom = ConvGeom(h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
     return TailOp(
         "dense", -1, op.name, rows, depth, units, act,
-        np.ascontiguousarray(w.reshape(units, depth)), b.reshape(-1).copy(), op.kind,
+        np.ascontiguousarray(w.reshape(units, depth)), b.reshape(-1).copy(), op.kind, geom,
     )  # fmt: skip
 
 
