@@ -471,27 +471,3 @@ def test_write_project_refuses_a_foreign_folder(models: dict[str, Path], tmp_pat
     assert (foreign / "notes.txt").read_text() == "keep me"
     write_project(project, foreign, force=True)
     assert (foreign / "tiny_mlp.cpp").is_file() and not (foreign / "notes.txt").exists()
-
-
-def test_spiking_graphs_are_refused_with_one_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Spiking layers have no HLS kernels yet: the CLI says so instead of listing ops."""
-    from edgekit.ir import serialize
-    from edgekit.snn.importers import from_snn_delays
-    from edgekit.snn.quantize import quantize as quantize_snn
-    from edgekit.snn.synthetic import SHD_CONFIG, random_state_dict
-
-    cfg = {**SHD_CONFIG, "n_inputs": 12, "n_hidden_layers": 1, "n_hidden_neurons": 16,
-           "n_outputs": 4, "max_delay": 5}
-    graph = quantize_snn(from_snn_delays(random_state_dict(cfg, seed=0), cfg), "snn")
-    path = tmp_path / "snn.ekir"
-    serialize.save(graph, path)
-    for cmd in (["generate", str(path), "-o", str(tmp_path / "out")],
-                ["report", str(path)], ["verify", str(path), "--samples", "2"]):
-        assert main(["hls", *cmd]) == 2
-        err = capsys.readouterr().err
-        assert "spiking layers" in err and "edgekit snn generate" in err, cmd
-    assert not (tmp_path / "out").exists()
-    with pytest.raises(EdgekitError, match="no HLS kernels yet"):
-        plan(graph, HlsOptions())

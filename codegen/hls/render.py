@@ -296,6 +296,22 @@ def _vectors(asm: Assembly, tv: TestVectors) -> list[dict[str, Any]]:
     return arrays
 
 
+def project_context(
+    name: str, part: str, clock_mhz: float, io: str, source_sha256: str
+) -> dict[str, Any]:
+    """What every project file's header and run_hls.tcl say: names, part, clock, I/O style."""
+    return {
+        "name": name,
+        "NAME": name.upper(),
+        "version": __version__,
+        "sha": source_sha256[:16] or "unknown",
+        "part": part,
+        "clock": f"{clock_mhz:g}",
+        "period": f"{1e3 / clock_mhz:.4g}",
+        "io": io,
+    }
+
+
 def render_project(
     asm: Assembly,
     part: str,
@@ -322,14 +338,7 @@ def render_project(
         quant[t] = (f"{q.scalar_scale():.9g}", q.scalar_zero_point()) if q else ("1", 0)
         shapes[t] = list(tensor.shape)
     ctx: dict[str, Any] = {
-        "name": name,
-        "NAME": name.upper(),
-        "version": __version__,
-        "sha": source_sha256[:16] or "unknown",
-        "part": part,
-        "clock": f"{clock_mhz:g}",
-        "period": f"{1e3 / clock_mhz:.4g}",
-        "io": design.io,
+        **project_context(name, part, clock_mhz, design.io, source_sha256),
         "schedule": asm.schedule,
         "inputs": asm.top_inputs,
         "outputs": asm.top_outputs,

@@ -23,6 +23,18 @@ struct ek_word {
     ap_int<8> v[N];
 };
 
+/* One time step of a spike vector on a stream port: neuron j is v[j]. */
+template <int N>
+struct ek_spikes {
+    ap_uint<1> v[N];
+};
+
+/* One time step of a leaky-integrator readout on a stream port: the int32 membranes. */
+template <int N>
+struct ek_membranes {
+    ap_int<32> v[N];
+};
+
 namespace ek_hls {
 
 static inline int32_t clamp(int32_t x, int32_t lo, int32_t hi)
@@ -209,6 +221,23 @@ static inline reciprocal_t reciprocal_q0(int32_t x, int int_bits)
     r.bits_over_unit = int_bits - headroom_plus_one;
     r.value = one_over_one_plus_x_q0((int32_t)(shifted - (UINT32_C(1) << 31)));
     return r;
+}
+
+/* Spiking layers (docs/snn.md, "Integer semantics"): the forms of ek_snn_decay and ek_snn_sat
+   in the MCU C (codegen/templates/snn/model.c.j2), equal for every input. */
+
+/* floor((v * m + 2^29) / 2^30): the Q2.30 membrane decay, rounding half up. A negative sum is
+   floored through its complement, so no negative value is shifted. */
+static inline int32_t snn_decay(int32_t v, int32_t m)
+{
+    const int64_t p = (int64_t)v * m + (INT64_C(1) << 29);
+    return (int32_t)(p >= 0 ? p >> 30 : ~((~p) >> 30));
+}
+
+/* The membrane saturates at the int32 range instead of wrapping. */
+static inline int32_t snn_sat(int64_t x)
+{
+    return x > INT32_MAX ? INT32_MAX : (x < INT32_MIN ? INT32_MIN : (int32_t)x);
 }
 
 } // namespace ek_hls

@@ -105,12 +105,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from edgekit.hls.project import format_estimate, load_hls_model, plan
     from edgekit.hls.reuse import check_fit
+    from edgekit.snn.ops import is_snn
 
     graph, _ = load_hls_model(args.model, getattr(args, "name", None))
     options = _options(args)
-    _, asm, est, _, _ = plan(graph, options, str(args.model))
+    if is_snn(graph):
+        from edgekit.hls.snn import plan_snn
+
+        est = plan_snn(graph, options)[1]
+        schedule = est.schedule
+    else:
+        _, asm, est, _, _ = plan(graph, options, str(args.model))
+        schedule = asm.schedule
     if getattr(args, "json", False):
-        print(json.dumps({"schedule": asm.schedule, **est.to_json()}, indent=2, sort_keys=True))
+        print(json.dumps({"schedule": schedule, **est.to_json()}, indent=2, sort_keys=True))
     else:
         print(format_estimate(est))
     sys.stdout.flush()
@@ -148,6 +156,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reference = getattr(args, "reference", None)
     project = build_project(args.model, _options(args), getattr(args, "name", None), reference,
                             require_fit=False)
+    from edgekit.hls.snn import SnnHlsProject
+
+    if isinstance(project, SnnHlsProject):
+        return _verify_snn(project, samples, getattr(args, "seed", 0) or 0,
+                           getattr(args, "json", False))
     inputs = random_inputs(project.graph, samples, getattr(args, "seed", 0) or 0)
     print(f"C-simulating {project.name} ({project.options.io} I/O) on {samples} samples...",
           file=sys.stderr)
@@ -187,6 +200,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print("bit-exact: HLS C simulation (host g++, edgekit csim headers)" if ok
           else "MISMATCH in the HLS C simulation")
     return 0 if ok else 1
+
+
+def _verify_snn(project: Any, trains: int, seed: int, as_json: bool) -> int:
+    """A spiking project: --samples random spike trains (reset before each), stepped in C
+    simulation and compared step by step with the golden model and with the MCU C."""
+    from edgekit.hls.snn import verify_snn
+
+    print(f"C-simulating {project.name} ({project.options.io} I/O) on {trains} spike trains...",
+          file=sys.stderr)
+    res = verify_snn(project, trains, seed)
+    notes = [] if project.estimate.fits else [
+        f"note: the design does not fit {project.estimate.part.name} (estimate); "
+        "edgekit hls report shows by how much"
+    ]
+    if as_json:
+        print(json.dumps({**res, "io": project.options.io, "notes": notes}, indent=2))
+        return 0 if res["ok"] else 1
+    for who, c in res["against"].items():
+        if c["mismatched_steps"] == 0:
+            print(f"  vs {who:26s} bit-exact on every output of {res['steps']} steps")
+        else:
+            print(f"  vs {who:26s} MISMATCH: {c['mismatched_steps']} steps, first at step "
+                  f"{c['first_mismatch_step']}")
+    tb = res["testbench"]
+    print(f"  testbench                     {'passed' if tb['ok'] else 'FAILED'}: "
+          f"{(tb['output'] or ['(no output)'])[-1]}")
+    for note in notes:
+        print(note)
+    print("bit-exact: HLS C simulation (host g++, edgekit csim headers)" if res["ok"]
+          else "MISMATCH in the HLS C simulation")
+    return 0 if res["ok"] else 1
 
 
 def register(add: Any) -> None:

@@ -71,6 +71,7 @@ class Estimate:
     latency: int = 0
     interval: int = 0
     notes: list[str] = field(default_factory=list)
+    unit: str = "inference"  # what one interval delivers: an inference, or a spiking time step
 
     @property
     def dsp(self) -> int:
@@ -121,6 +122,7 @@ class Estimate:
             "latency_ns": round(self.latency_ns, 3),
             "interval_cycles": self.interval,
             "inferences_per_second": round(self.inferences_per_second, 1),
+            "unit": self.unit,
             "dsp": self.dsp,
             "bram18": self.bram18,
             "lut": self.lut,

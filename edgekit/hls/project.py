@@ -79,32 +79,28 @@ def lowered(graph: Graph, where: str = "") -> Graph:
 
 
 def refuse_spiking(graph: Graph, where: str = "") -> None:
-    """Spiking graphs have no HLS kernels yet: one clear error instead of a list of ops."""
+    """The int8 path cannot take a spiking graph: say where spiking graphs go instead."""
     from edgekit.snn.ops import is_snn
 
     if is_snn(graph):
         raise EdgekitError(
-            "spiking layers (snn_synapse, snn_lif, snn_if, snn_li) have no HLS kernels yet; the "
-            "hls-vitis target compiles int8 feed-forward models only",
+            "a spiking graph (snn_* ops) cannot go through the int8 HLS pipeline",
             where or graph.name,
-            hint="generate MCU C with `edgekit snn generate` (docs/snn.md)",
+            hint="pass the spiking .ekir file to `edgekit hls generate|verify|report` "
+            "(edgekit.hls.snn)",
         )
 
 
 def load_hls_model(path: str | Path, name: str | None = None) -> tuple[Graph, str]:
-    """pipeline.load_model, after refusing a spiking .ekir (which it would try to lower)."""
-    p = Path(path)
-    if p.suffix == ".ekir" and p.is_file():
-        data = p.read_bytes()
-        if data[:4] == serialize.MAGIC:
-            refuse_spiking(serialize.loads(data, str(p)), str(p))
-    return load_model(path, name)
+    """pipeline.load_model, except that a spiking .ekir is read as it is (never lowered)."""
+    from edgekit.hls.snn import load_snn_ekir
+
+    spiking = load_snn_ekir(path, name)
+    return spiking if spiking is not None else load_model(path, name)
 
 
-def plan(
-    graph: Graph, options: HlsOptions, where: str = ""
-) -> tuple[Graph, Assembly, Estimate, Part, float]:
-    """Lower (if needed), build the HLS design and choose its reuse; nothing is rendered."""
+def read_options(options: HlsOptions) -> tuple[Part, float, int | str]:
+    """The part, the clock in MHz and the reuse (a number >= 1, or 'auto') the options name."""
     part = get_part(options.part)
     clock = parse_clock(options.clock, part)
     reuse = options.reuse
@@ -113,6 +109,16 @@ def plan(
             reuse = int(reuse)
         except (TypeError, ValueError):
             raise EdgekitError(f"--reuse must be a whole number or 'auto', got '{reuse}'") from None
+        if reuse < 1:
+            raise EdgekitError(f"--reuse must be at least 1 or 'auto', got {reuse}")
+    return part, clock, reuse
+
+
+def plan(
+    graph: Graph, options: HlsOptions, where: str = ""
+) -> tuple[Graph, Assembly, Estimate, Part, float]:
+    """Lower (if needed), build the HLS design and choose its reuse; nothing is rendered."""
+    part, clock, reuse = read_options(options)
     refuse_spiking(graph, where)
     g = lowered(graph, where)
     design = build_design(g, hls_name(g), options.io)
@@ -161,6 +167,12 @@ def build_project(
     """Everything `edgekit hls generate` writes, in memory."""
     options = options or HlsOptions()
     graph, sha = load_hls_model(path, name)
+    from edgekit.snn.ops import is_snn
+
+    if is_snn(graph):
+        from edgekit.hls.snn import build_snn_project
+
+        return build_snn_project(graph, sha, options, require_fit, str(path))  # type: ignore[return-value]
     g, asm, est, part, clock = plan(graph, options, str(path))
     if require_fit:
         check_fit(est, options.reuse)
@@ -182,6 +194,10 @@ def build_project(
 
 def project_report(project: HlsProject) -> dict[str, Any]:
     """report.json of an HLS project; deterministic like the MCU report."""
+    from edgekit.hls.snn import SnnHlsProject, snn_project_report
+
+    if isinstance(project, SnnHlsProject):
+        return snn_project_report(project)
     est = project.estimate
     return {
         "edgekit_version": __version__,
@@ -232,7 +248,7 @@ def write_project(project: HlsProject, out_dir: str | Path, force: bool = False)
 
 
 def format_estimate(est: Estimate) -> str:
-    rows = [("#", "layer", "kind", "reuse", "mult", "II", "latency", "interval", "DSP",
+    rows = [("#", "layer", "kind", "reuse", "impl", "II", "latency", "interval", "DSP",
              "BRAM18", "LUT")]
     for x in est.layers:
         rows.append((
@@ -262,9 +278,10 @@ def format_estimate(est: Estimate) -> str:
         pct = 100.0 * need / cap if cap else 0.0
         lines.append(f"{res:10s} {need:,} of {cap:,} ({pct:.1f}%)")
     lines.append(
-        f"latency    {est.latency:,} cycles = {_time(est.latency_ns)}; a new inference every "
-        f"{est.interval:,} cycle(s) = {est.inferences_per_second:,.0f} inferences/s"
+        f"latency    {est.latency:,} cycles = {_time(est.latency_ns)}; a new {est.unit} every "
+        f"{est.interval:,} cycle(s) = {est.inferences_per_second:,.0f} {est.unit}s/s"
     )
+    lines += [f"           {note}" for note in est.notes]
     lines.append("           (model estimate, not synthesis; see docs/hls.md)")
     return "\n".join(lines)
 

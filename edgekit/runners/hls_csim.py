@@ -191,3 +191,43 @@ def run_testbench(files: dict[str, str], name: str, timeout: float = 600.0) -> T
     exe = build_csim(files, name).testbench
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
     return TestbenchResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip(), exe)
+
+
+class SnnCsimModel:
+    """A generated spiking HLS project, C-simulated in this process one time step per call."""
+
+    def __init__(self, files: dict[str, str], name: str, n_in: int, n_out: int) -> None:
+        self.name = name
+        self.n_in = n_in
+        self.n_out = n_out
+        self.build = build_csim(files, name)
+        lib = ctypes.CDLL(str(self.build.library))
+        self._run = getattr(lib, f"{name}_csim_run")
+        self._run.restype = ctypes.c_int
+        self._run.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+
+    @classmethod
+    def from_project(cls, project: Any) -> SnnCsimModel:
+        return cls(project.files, project.name, project.design.n_in, project.design.n_out)
+
+    def run(self, spikes: np.ndarray, resets: np.ndarray | None = None) -> np.ndarray:
+        """Steps over spikes [T, n_in] (0/1), restarting from rest where `resets` is set.
+
+        Returns [T, n_out] int32: 0/1 output spikes, or the readout membranes.
+        """
+        x = np.ascontiguousarray(np.asarray(spikes).astype(np.uint8))
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise EdgekitError(f"spikes must be [T, {self.n_in}], got {list(x.shape)}")
+        t = x.shape[0]
+        r = np.zeros(t, np.uint8) if resets is None else np.asarray(resets).astype(np.uint8)
+        r = np.ascontiguousarray(r)
+        out = np.zeros((t, self.n_out), np.int32)
+        if t:
+            errors = self._run(t, x.ctypes.data, r.ctypes.data, out.ctypes.data)
+            if errors:
+                raise EdgekitError(
+                    f"the HLS C simulation reported {errors} stream error(s) (see stderr)",
+                    self.name,
+                    "this is an edgekit bug: a step read or left a different number of words",
+                )
+        return out
