@@ -243,7 +243,7 @@ def run_bench(
     host, reference, compiled = host_model(build_dir, m)
     graph = host.compiled.graph
     inputs = _inputs(graph, samples, seed, input_file)
-    link = open_link(port, m["baud"] or 115200, timeout_s)
+    link = open_link(port, m["baud"] or 115200, timeout_s, connect_s=min(10.0, timeout_s))
     try:
         info = _info(link)
         want_in = ",".join(str(t["bytes"]) for t in m["inputs"])
