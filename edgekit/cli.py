@@ -469,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n  edgekit bench vww_96_int8.tflite --target cortex-m4 --per-layer\n"
         "  edgekit bench kws_ref_model.tflite --json      (host: next to TFLite Micro)\n\n"
         "On an emulated target the model runs under QEMU with -icount: the figures are exact\n"
-        "executed-instruction counts of one inference (deterministic, not timings).",
+        "executed-instruction counts of one inference (deterministic, not timings).\n"
+        "`edgekit bench DIR --port PORT` (DIR from `edgekit build`) times it on a board.",
     )
     _add_model_arg(p)
     p.add_argument("--samples", type=int, default=50, help="host only: inferences to time")
@@ -542,6 +543,8 @@ def route(argv: list[str]) -> list[str]:
     cmd, rest = argv[0], argv[1:]
     if cmd == "convert":
         return ["snn", "convert", *rest]
+    if cmd == "bench" and any((Path(a) / "edgekit-build.json").is_file() for a in rest):
+        return ["bench-board", *rest]  # a firmware folder of `edgekit build`: on-board run
     if cmd in {"generate", "verify", "report"}:
         target, without = _target_of(rest)
         if target == "hls-vitis":
