@@ -371,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "demo",
         "build the built-in DS-CNN keyword spotter, generate C, run it, verify it",
-        "example:\n  edgekit demo -o build/demo",
+        "example:\n  edgekit demo -o build/demo\n\n"
+        "output: the model's layers and sizes, then the verify table: per output the samples,\n"
+        "mismatching samples and elements, and 'bit-exact' when every byte matches TFLite Micro\n"
+        "(exit code 0) or the first differing layer (exit code 1).",
     )
     p.add_argument(
         "-o", "--output", default="build/demo", help="output folder (default build/demo)"
@@ -439,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  edgekit report kws_ref_model.tflite --plot kws.png    needs pip install 'edgekit[plot]'"
         "\n\n--plot draws the memory planner's result: one rectangle per tensor, at its arena\n"
         "offset, across the ops during which it is live; and MACs and weight bytes per layer.\n"
-        "The format follows the suffix: .html (self-contained, inline SVG), .svg or .png.",
+        "The format follows the suffix: .html (self-contained, inline SVG), .svg or .png.\n\n"
+        "output: one row per layer (op, kernel family, output shape, MACs, weight bytes, output\n"
+        "bytes, arena offset), then totals: MACs, constants (flash), arena (RAM) and how far the\n"
+        "arena is above the liveness lower bound. --json: report.json (docs/cli.md).",
     )
     _add_model_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -457,7 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "inspect",
         "print the IR: tensors, quantization, ops and their integer parameters",
-        "example:\n  edgekit inspect build/kws/model.ekir",
+        "examples:\n  edgekit inspect build/kws/model.ekir\n"
+        "  edgekit inspect kws_ref_model.tflite --constants | less\n\n"
+        "output: the graph's tensors (dtype, shape, quantization: scale and zero point), then\n"
+        "each op with its attributes and, for a lowered .ekir from generate, the integer\n"
+        "multipliers and shifts the kernels use.",
     )
     p.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
     p.add_argument("--constants", action="store_true", help="also list every constant tensor")
@@ -573,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if os.environ.get("EDGEKIT_DEBUG"):
+    except BrokenPipeError:
+        # the reader went away (`edgekit inspect m.tflite | head`): not a bug, nothing to say;
+        # point stdout at /dev/null so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as other tools in a pipeline exit
             raise
         print(
             f"edgekit: internal error: {type(exc).__name__}: {exc}\n"

@@ -104,6 +104,16 @@ def test_piped_output_has_no_progress_or_colour(models: dict[str, Path], tmp_pat
     assert "edgekit: error:" in r.stderr and r.returncode == 2
 
 
+def test_a_reader_that_goes_away_is_no_internal_error(models: dict[str, Path]) -> None:
+    # `edgekit inspect m.tflite | head -1`: the pipe closes before edgekit has written
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "inspect", str(models["dscnn"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""
+
+
 def test_progress_and_colour_on_a_terminal_and_not_with_no_color(models: dict[str, Path]) -> None:
     args = ["verify", str(models["dscnn"]), "--samples", "40", "--json"]
     out, err = on_a_terminal(*args)

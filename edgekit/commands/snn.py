@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
+from edgekit.progress import track
 
 EPILOG = """\
 examples:
@@ -213,14 +214,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise EdgekitError(
             f"verifying target '{args.target}' needs --emulate", hint="or use --target host"
         )
+    where = f"{args.target}{' (emulated)' if args.emulate else ''}"
     results = [
         verify(graph, args.target, k, args.emulate, args.steps, _rate(args.input_rate), args.seed)
-        for k in _kernels(args.snn_kernel)
+        for k in track(_kernels(args.snn_kernel), f"verifying kernel choices on {where}")
     ]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        where = f"{args.target}{' (emulated)' if args.emulate else ''}"
         for r in results:
             status = "bit-exact" if r["match"] else (
                 f"MISMATCH in {r['mismatched_steps']} steps, first at step "
@@ -238,10 +239,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     graph = _load_ekir(Path(args.model))
     rates = [_rate(r) for r in str(args.input_rate).split(",")]
+    runs = [(r, k) for r in rates for k in _kernels(args.snn_kernel)]
     rows = [
         bench(graph, args.target, k, r, args.steps, args.seed)
-        for r in rates
-        for k in _kernels(args.snn_kernel)
+        for r, k in track(runs, f"counting instructions under the {args.target} emulator")
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
