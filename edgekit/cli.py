@@ -581,13 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgekit: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if os.environ.get("EDGEKIT_DEBUG"):
     except BrokenPipeError:
         # the reader went away (`edgekit inspect m.tflite | head`): not a bug, nothing to say;
         # point stdout at /dev/null so the interpreter's final flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as other tools in a pipeline exit
+    except Exception as exc:
+        if os.environ.get("EDGEKIT_DEBUG"):
             raise
         print(
             f"edgekit: internal error: {type(exc).__name__}: {exc}\n"
