@@ -545,8 +545,8 @@ def route(argv: list[str]) -> list[str]:
 
     `generate|verify|report ... --target hls-vitis` is `hls generate|verify|report ...`;
     `convert` is `snn convert`; `generate|verify|bench` of a spiking .ekir (or with
-    --snn-kernel) is `snn generate|verify|bench`. One pipeline per kind of model, one
-    spelling for the user.
+    --snn-kernel) is `snn generate|verify|bench`, and `quantize` of one is `snn quantize`.
+    One pipeline per kind of model, one spelling for the user.
     """
     if not argv:
         return argv
@@ -564,6 +564,8 @@ def route(argv: list[str]) -> list[str]:
         or any(_is_spiking_ekir(a) for a in rest if not a.startswith("-"))
     ):
         return ["snn", cmd, *rest]
+    if cmd == "quantize" and rest and _is_spiking_ekir(rest[0]):
+        return ["snn", "quantize", *rest]  # re-quantise on calibration spike trains
     return argv
 
 
