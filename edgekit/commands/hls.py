@@ -24,6 +24,7 @@ examples:
   edgekit hls generate ad01_int8.tflite --part xczu7ev-ffvc1156-2-e --clock 200MHz -o build/ad_hls
   edgekit hls verify   ad01_int8.tflite --samples 200    C simulation vs TFLite Micro and the MCU C
   edgekit hls report   ad01_int8.tflite --reuse 1        per-layer DSP, BRAM, LUT, latency, II
+  edgekit hls verify   shd.ekir --samples 20             spiking: vs the golden model and the MCU C
 
 The project folder holds the top function and layers (<name>.cpp/.h), the ROMs (<name>_weights.h),
 a testbench with golden vectors from TFLite Micro, run_hls.tcl (csim, csynth, cosim, export) for
@@ -142,6 +143,16 @@ def _mismatches(ours: list[list[np.ndarray]], ref: list[list[np.ndarray]]) -> di
             "max_abs_diff": max_diff}
 
 
+# spike trains `verify` steps a spiking model through by default; a train is max(16, 2 D) steps
+SNN_DEFAULT_TRAINS = 10
+
+
+def _is_spiking(model: Path, name: str | None) -> bool:
+    from edgekit.hls.snn import load_snn_ekir
+
+    return load_snn_ekir(model, name) is not None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from edgekit.hls.project import build_project, tflite_bytes
     from edgekit.pipeline import compile_graph
@@ -150,7 +161,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from edgekit.runners.host import HostModel
     from edgekit.verify import random_inputs
 
-    samples = getattr(args, "samples", 200)
+    samples = getattr(args, "samples", None)
+    spiking = _is_spiking(args.model, getattr(args, "name", None))
+    if samples is None:
+        samples = SNN_DEFAULT_TRAINS if spiking else 200
     if samples < 1:
         raise EdgekitError("--samples must be at least 1")
     reference = getattr(args, "reference", None)
@@ -244,7 +258,8 @@ def register(add: Any) -> None:
     def action(name: str, help_: str) -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        q.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
+        q.add_argument("model", type=Path,
+                       help="a .tflite model or an .ekir file (int8, or spiking)")
         q.add_argument("--name", help="C++ identifier of the top function (default: file name)")
         add_hls_options(q)
         return q
@@ -258,7 +273,9 @@ def register(add: Any) -> None:
     q.set_defaults(fn=cmd_generate)
 
     q = action("verify", "C-simulate on the host and compare with TFLite Micro and the MCU C")
-    q.add_argument("--samples", type=int, default=200, help="random inputs (default 200)")
+    q.add_argument("--samples", type=int, default=None,
+                   help="random inputs (default 200), or spike trains of a spiking model "
+                   "(default 10)")
     q.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     q.add_argument("--reference", type=Path, help="the .tflite to compare with, for .ekir input")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
