@@ -31,7 +31,7 @@ from tests.conftest import mlperf_model
 TARGET = "cortex-m4"
 SAMPLES = 4
 ACTIVATIONS = ["NONE", "RELU", "RELU6"]
-KERNEL_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected")
+KERNEL_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "sub")
 
 
 def _examples(n: int) -> settings:
@@ -206,6 +206,36 @@ _fc_cases = st.fixed_dictionaries(
 )
 
 
+def _add_model(case: dict[str, Any]) -> bytes:
+    s1, s2 = case["scales"]
+    b = TFLiteBuilder()
+    shape = case["shape"]
+    x1 = b.tensor("a", shape, np.int8, s1, case["zps"][0])
+    x2 = b.tensor("b", shape, np.int8, s2, case["zps"][1])
+    # TFLM needs the output scale above twice the larger input scale / 2^20
+    y = b.tensor("y", shape, np.int8, _f32(max(s1, s2) * case["gain"]), case["zps"][2])
+    b.op(case["op"], [x1, x2], [y], activation=case["activation"])
+    b.inputs([x1, x2])
+    b.outputs([y])
+    return b.finish()
+
+
+_add_cases = st.fixed_dictionaries(
+    {
+        "op": st.sampled_from(["ADD", "SUB"]),
+        # element counts below, at and above the unroll by 4, odd channel counts
+        "shape": st.sampled_from([[1, 1, 1, 3], [1, 2, 3, 5], [2, 4, 4, 8], [1, 5, 7, 13], [9]]),
+        "scales": st.tuples(st.floats(-3.0, 0.0), st.floats(-3.0, 0.0)).map(
+            lambda e: (_f32(10.0 ** e[0]), _f32(10.0 ** e[1]))
+        ),
+        "zps": st.tuples(*[st.sampled_from([0, -128, 127, 5, -17])] * 3),
+        "gain": st.floats(-0.3, 0.9).map(lambda e: _f32(10.0**e)),
+        "activation": st.sampled_from(ACTIVATIONS),
+        "seed": st.integers(0, 2**32 - 1),
+    }
+)
+
+
 # --- host: the DSP templates through the portable shim -----------------------------------------
 
 
@@ -225,6 +255,26 @@ def test_depthwise_conv2d_matches_tflm(case: dict[str, Any]) -> None:
 @given(_fc_cases)
 def test_fully_connected_matches_tflm(case: dict[str, Any]) -> None:
     _host_check(_fc_model(case), case["seed"])
+
+
+@_examples(12)
+@given(_add_cases)
+def test_add_sub_match_tflm(case: dict[str, Any]) -> None:
+    model = _add_model(case)
+    op = _compile(model).graph.ops[0]
+    assert op.attrs["kernel"]["template"] == "dsp/add_sub.c.j2"
+    _host_check(model, case["seed"])
+
+
+def test_add_sub_without_the_requant_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rescale tables undoubled and ek_mbqm on the sum."""
+    monkeypatch.setattr(dsp, "requant_rows", lambda *args: None)
+    for op in ("ADD", "SUB"):
+        case = {"op": op, "shape": [1, 3, 3, 7], "scales": (0.02, 0.05), "zps": (-3, 9, 4),
+                "gain": 1.7, "activation": "RELU6", "seed": 3}  # fmt: skip
+        model = _add_model(case)
+        assert not _compile(model).graph.ops[0].attrs["q"]["dsp_fast_requant"]
+        _host_check(model, 3)
 
 
 def test_dilated_depthwise_falls_back_to_portable() -> None:
@@ -450,6 +500,11 @@ def test_single_ops_bit_exact_on_cortex_m4(tmp_path: Path) -> None:
              "in_scale": 0.03, "in_zp": 4, "out_zp": -9, "gain": 0.7, "seed": 5}
         )
     )  # fmt: skip
+    for op in ("ADD", "SUB"):
+        models.append(
+            _add_model({"op": op, "shape": [1, 3, 5, 7], "scales": (0.03, 0.011),
+                        "zps": (-7, 12, -2), "gain": 1.3, "activation": "NONE", "seed": 1})
+        )  # fmt: skip
     for i, model in enumerate(models):
         compiled = _compile(model)
         inputs = _inputs(compiled, i, 3)
@@ -460,7 +515,7 @@ def test_single_ops_bit_exact_on_cortex_m4(tmp_path: Path) -> None:
 
 # Floors just under the measured MACs per executed instruction (docs/kernels-dsp.md), so a
 # change that makes the kernels slower fails here rather than only in the benchmark.
-MLPERF_FLOORS = {"ad": 0.95, "kws": 0.80, "ic": 0.80, "vww": 0.78}
+MLPERF_FLOORS = {"ad": 0.95, "kws": 0.80, "ic": 0.95, "vww": 0.78}
 
 
 @pytest.mark.emulated

@@ -473,3 +473,74 @@ register(
     accepts=_dw_accepts,
     prepare=_dw_prepare,
 )
+
+
+# --- add / sub: each input's rescaling tabulated over its 256 int8 values -----------------------
+
+
+def _wrap_i32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def rescale_table(offset: int, left_shift: int, multiplier: int, shift: int) -> np.ndarray:
+    """ek_mbqm((v + offset) * 2^left_shift, multiplier, shift) for v = -128..127, as C wraps it."""
+    left = shift if shift > 0 else 0
+    out = []
+    for v in range(-128, 128):
+        x = _wrap_i32(_wrap_i32((v + offset) * (1 << left_shift)) * (1 << left))
+        out.append(fp.multiply_by_quantized_multiplier(x, multiplier, min(shift, 0)))
+    return np.array(out, dtype=np.int64)
+
+
+def _add_accepts(graph: Graph, op: Op) -> bool:
+    q = op.attrs.get("q", {})
+    tensors = [graph.tensor(t) for t in (*op.inputs[:2], op.outputs[0])]
+    # broadcasting stays with the portable kernel; this one walks both inputs with the output
+    return (
+        "input1_multiplier" in q
+        and q.get("broadcast") is None
+        and all(t.dtype == "int8" for t in tensors)
+    )
+
+
+def _add_prepare(graph: Graph, op: Op) -> None:
+    """Tables of both rescaled inputs (the second negated for sub) and the output requantisation.
+
+    The portable kernel computes s1 = mbqm((v1 + off1) << ls, m1, sh1), the same for s2, then
+    requantises s1 +/- s2. s1 and s2 are functions of one int8 each, so a table lookup gives them
+    exactly; the tables hold 2 * s when ek_dsp_requant applies (it takes doubled accumulators).
+    """
+    q = op.attrs["q"]
+    ls = int(q["left_shift"])
+    t1 = rescale_table(
+        int(q["input1_offset"]), ls, int(q["input1_multiplier"]), int(q["input1_shift"])
+    )
+    t2 = rescale_table(
+        int(q["input2_offset"]), ls, int(q["input2_multiplier"]), int(q["input2_shift"])
+    )
+    if op.kind == "sub":
+        t2 = -t2
+    bound = int(np.abs(t1).max() + np.abs(t2).max())
+    rows = requant_rows(
+        np.array([int(q["output_multiplier"])]),
+        np.array([int(q["output_shift"])]),
+        np.array([int(q["output_offset"])]),
+        np.array([bound]),
+    )
+    scale = 1 if rows is None else 2
+    q["dsp_fast_requant"] = rows is not None
+    q["dsp_requant_scalar"] = None if rows is None else [int(v) for v in rows[0]]
+    q["dsp_table1"] = graph.add_const(f"{op.name}/dsp_rescale1", (scale * t1).astype(np.int32))
+    q["dsp_table2"] = graph.add_const(f"{op.name}/dsp_rescale2", (scale * t2).astype(np.int32))
+
+
+for _kind in ("add", "sub"):
+    register(
+        "dsp",
+        _kind,
+        "dsp/add_sub.c.j2",
+        requires={"dsp"},
+        accepts=_add_accepts,
+        prepare=_add_prepare,
+    )
