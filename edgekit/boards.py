@@ -47,6 +47,8 @@ def board_row(board: Board) -> dict[str, Any]:
         "counter": board.counter.kind if board.counter else None,
         "firmware": board.uart is not None,  # `edgekit build` can target it
         "toolchain_installed": bool(cc) and shutil.which(cc or "") is not None,
+        "flash_tool_installed": board.flash is not None
+        and shutil.which(board.flash.command[0]) is not None,
         "description": board.description,
     }
 
@@ -58,8 +60,8 @@ def catalogue() -> list[dict[str, Any]]:
 
 
 def format_catalogue(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'board':17s} {'kind':8s} {'core':12s} {'clock':>8s} {'flash':>9s} {'RAM':>9s}  "
-            f"{'flash method':12s} build")
+    head = (f"{'board':17s} {'kind':8s} {'core':17s} {'clock':>8s} {'flash':>9s} {'RAM':>9s}  "
+            f"{'flash method':17s} build")
     lines = [head]
     for r in rows:
         clock = f"{r['clock_hz'] / 1e6:g} MHz" if r["clock_hz"] else "-"
@@ -70,8 +72,10 @@ def format_catalogue(rows: list[dict[str, Any]]) -> str:
         else:
             build = "yes" if r["toolchain_installed"] else "toolchain missing"
         method = r["flash_method"].split(" ")[0]
-        lines.append(f"{r['id']:17s} {r['kind']:8s} {str(r['core'] or '-'):12s} {clock:>8s} "
-                     f"{flash:>9s} {ram:>9s}  {method:12s} {build}")
+        if r["flash_method"] != "none" and not method.startswith("none"):
+            method += "" if r["flash_tool_installed"] else " (absent)"
+        lines.append(f"{r['id']:17s} {r['kind']:8s} {str(r['core'] or '-'):17s} {clock:>8s} "
+                     f"{flash:>9s} {ram:>9s}  {method:17s} {build}")
     lines += [
         "",
         "build: `edgekit build MODEL --board ID -o DIR` writes a firmware project for boards",
