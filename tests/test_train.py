@@ -65,6 +65,21 @@ class _Chain:
                  "activation": act}  # fmt: skip
         self._op("conv2d", ins, (n, oh, ow, oc), attrs)
 
+    def dwconv(self, k: int, mult: int = 1, stride: int = 1, pad: int = 0, act: str = "relu"):
+        n, h, w, c = self.shape
+        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        ins = [self._const((1, k, k, c * mult), 1.0 / k), self._const((c * mult,), 0.1)]
+        attrs = {"stride": [stride, stride], "dilation": [1, 1], "pad": [pad, pad],
+                 "activation": act, "depth_multiplier": mult}  # fmt: skip
+        self._op("depthwise_conv2d", ins, (n, oh, ow, c * mult), attrs)
+
+    def pool(self, kind: str, k: int, stride: int, pad: int = 0) -> None:
+        n, h, w, c = self.shape
+        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        attrs = {"filter": [k, k], "stride": [stride, stride], "pad": [pad, pad],
+                 "activation": "none"}  # fmt: skip
+        self._op(kind, [], (n, oh, ow, c), attrs)
+
     def global_pool(self) -> None:
         n, h, w, c = self.shape
         attrs = {"filter": [h, w], "stride": [1, 1], "pad": [0, 0], "activation": "none"}
@@ -114,6 +129,21 @@ def conv_net(seed: int = 0, stride: int = 1, pad: int = 1, k: int = 3) -> Graph:
     c.flatten()
     c.fc(CLASSES)
     return c.graph("conv_net")
+
+
+def ds_net(seed: int = 0) -> Graph:
+    """Depthwise-separable blocks with every pooling kind between them, trained whole."""
+    c = _Chain(seed, (1, 9, 8, 2))
+    c.conv(4, 3, stride=2, pad=1)
+    c.dwconv(3, pad=1)
+    c.conv(4, 1)
+    c.pool("max_pool2d", 2, 1)
+    c.dwconv(3, mult=2, pad=1, act="relu6")
+    c.pool("avg_pool2d", 2, 2, pad=1)
+    c.global_pool()
+    c.flatten()
+    c.fc(CLASSES)
+    return c.graph("ds_net")
 
 
 def mlp(seed: int = 0) -> Graph:
@@ -190,8 +220,10 @@ def test_host_train_step_equals_golden(precision: str, loss: str, optimizer: str
     assert host.predict(x).tobytes() == gt.predict(x.astype(build.spec.dtype)).tobytes()
 
 
-@pytest.mark.parametrize("precision", ["fp16", "fp32"])
-@pytest.mark.parametrize(("stride", "pad", "k"), [(1, 1, 3), (2, 1, 3), (2, 0, 2)])
+@pytest.mark.parametrize(
+    ("precision", "stride", "pad", "k"),
+    [("fp16", 1, 1, 3), ("fp32", 2, 1, 3), ("fp16", 2, 0, 2)],
+)
 def test_conv2d_im2col_train_step_equals_golden(precision: str, stride: int, pad: int, k: int):
     from edgekit.reference import fp16_golden
 
@@ -210,6 +242,28 @@ def test_conv2d_im2col_train_step_equals_golden(precision: str, stride: int, pad
         got_l.append(host.step(x, t))
         got_w.append(host.weights())
     _assert_runs_equal(f"conv {precision}", (got_l, got_w), _golden_run(build, samples))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_depthwise_and_pooling_train_step_equals_golden(precision: str) -> None:
+    from edgekit.reference import fp16_golden
+
+    graph = ds_net()
+    build = build_training(graph, precision, 5, "cross-entropy", "sgd:lr=0.05,momentum=0.9")
+    kinds = [t.kind for t in build.spec.tail]
+    assert kinds == ["dense", "depthwise", "dense", "pool", "depthwise", "pool", "avgpool",
+                     "reshape", "dense"]  # fmt: skip
+    host = HostTrainer(build)
+    host.init()
+    samples = _samples(graph, 3, "cross-entropy")
+    x0 = samples[0][0].astype(build.spec.dtype)
+    logits = fp16_golden.run_graph_all(build.compiled.graph, [x0])[graph.outputs[0]]
+    assert host.predict(samples[0][0]).tobytes() == logits.reshape(-1).tobytes()
+    got_l, got_w = [], []
+    for x, t in samples:
+        got_l.append(host.step(x, t))
+        got_w.append(host.weights())
+    _assert_runs_equal(f"ds {precision}", (got_l, got_w), _golden_run(build, samples))
 
 
 def _unpack(build: Any, blob: bytes) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -287,6 +341,8 @@ def test_report_shows_training_ram_separately() -> None:
         ("cortex-m55", "fp32", "cross-entropy", "sgd:lr=0.05,momentum=0.9"),
         ("rv32-zfh-v", "fp16", "conv", "sgd:lr=0.05,momentum=0.9"),
         ("cortex-m55", "fp16", "conv", "sgd:lr=0.05"),
+        ("rv32-zfh-v", "fp16", "ds", "sgd:lr=0.05"),
+        ("cortex-m55", "fp32", "ds", "sgd:lr=0.05,momentum=0.9"),
     ],
 )
 def test_emulated_train_step_equals_golden(
@@ -297,6 +353,8 @@ def test_emulated_train_step_equals_golden(
     _require(target)
     if loss == "conv":  # every layer trained: im2col, col2im, pointwise, pool, fc
         graph, loss, last = conv_net(seed=3, stride=2), "cross-entropy", 4
+    elif loss == "ds":  # depthwise, max and average pools
+        graph, loss, last = ds_net(seed=3), "cross-entropy", 5
     else:
         graph, last = kws_like(seed=3), 2
     build = build_training(graph, precision, last, loss, optimizer, target)
@@ -317,11 +375,11 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
     v = torch.tensor(gt.features(x.astype(np.float32)), dtype=torch.float64)
     params = []
     for t in spec.tail:
-        if t.kind == "dense":
+        if t.trained:
             w = torch.tensor(t.weights.astype(np.float64), requires_grad=True)
             b = torch.tensor(t.bias.astype(np.float64), requires_grad=True)
             params.append((w, b))
-            if t.conv is not None:
+            if t.kind == "dense" and t.conv is not None:
                 g = t.conv
                 img = v.reshape(1, g.h, g.w, g.c).permute(0, 3, 1, 2)
                 kernel = w.reshape(t.units, g.kh, g.kw, g.c).permute(0, 3, 1, 2)
@@ -329,8 +387,16 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
                     img, kernel, b, (g.sh, g.sw), (g.pt, g.pl), (g.dh, g.dw)
                 )
                 v = out.permute(0, 2, 3, 1).reshape(t.rows, t.units)
-            else:
+            elif t.kind == "dense":
                 v = v.reshape(t.rows, t.depth) @ w.T + b
+            else:  # depthwise: weights [units][taps]
+                g = t.conv
+                img = v.reshape(1, g.h, g.w, g.c).permute(0, 3, 1, 2)
+                kernel = w.reshape(t.units, 1, g.kh, g.kw)
+                out = torch.nn.functional.conv2d(
+                    img, kernel, b, (g.sh, g.sw), (g.pt, g.pl), (g.dh, g.dw), groups=g.c
+                )
+                v = out.permute(0, 2, 3, 1).reshape(t.rows, t.units)
             if t.activation == "relu":
                 v = torch.relu(v)
             elif t.activation == "relu6":
@@ -338,6 +404,17 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
             v = v.reshape(-1)
         elif t.kind == "avgpool":
             v = v.reshape(t.rows, t.units).mean(dim=0)
+        elif t.kind == "pool":
+            g = t.conv
+            img = v.reshape(1, g.h, g.w, g.c).permute(0, 3, 1, 2)
+            f = torch.nn.functional
+            args = ((g.kh, g.kw), (g.sh, g.sw), (g.pt, g.pl))
+            out = (
+                f.max_pool2d(img, *args)
+                if t.pool == "max"
+                else f.avg_pool2d(img, *args, count_include_pad=False)
+            )
+            v = out.permute(0, 2, 3, 1).reshape(-1)
     if spec.loss == "cross-entropy":
         loss = torch.nn.functional.cross_entropy(v[None, :], torch.tensor([int(target)]))
     else:
@@ -351,10 +428,13 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
 
 
 @pytest.mark.parametrize(("loss", "model"), [("cross-entropy", "kws"), ("mse", "kws"),
-                                             ("cross-entropy", "conv")])  # fmt: skip
+                                             ("cross-entropy", "conv"),
+                                             ("mse", "ds")])  # fmt: skip
 def test_fp32_gradients_match_pytorch(loss: str, model: str) -> None:
     pytest.importorskip("torch")
-    if model == "conv":
+    if model == "ds":
+        graph, last = ds_net(seed=2), 5
+    elif model == "conv":
         graph, last = conv_net(seed=2, stride=2), 4  # conv1 passes its input gradient: col2im
     else:
         graph, last = kws_like(seed=2), 2

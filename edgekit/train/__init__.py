@@ -69,13 +69,14 @@ class TrainingBuild:
             "tail": [
                 {"name": t.name, "kind": t.kind, "op": t.source, "rows": t.rows,
                  "depth": t.depth, "units": t.units, "activation": t.activation,
-                 "trained": t.kind == "dense", "macs": t.macs, "im2col": t.conv is not None}
+                 "trained": t.trained, "macs": t.macs,
+                 "im2col": t.kind == "dense" and t.conv is not None}
                 for t in s.tail
             ],
             "parameters": s.parameter_count,
             # forward + input gradient (not for the first layer) + weight gradient
             "step_macs": sum(
-                t.macs * (2 if i == 0 else 3) for i, t in enumerate(s.tail) if t.kind == "dense"
+                t.macs * (2 if i == 0 else 3) for i, t in enumerate(s.tail) if t.trained
             ),
             "training_ram_bytes": {**ram, "total": sum(ram.values()),
                                    "train_arena": lay.arena},

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgekit.passes.fp16 import ACTIVATION_BOUNDS
 from edgekit.reference import fp16_golden as g
-from edgekit.train.spec import ConvGeom, TrainSpec
+from edgekit.train.spec import ConvGeom, TailOp, TrainSpec
 
 F32 = np.float32
 # ek_train_logf (codegen/templates/train/train.c.j2): binary32 constants, bit for bit
@@ -96,6 +96,61 @@ def col2im(dcol: np.ndarray, geom: ConvGeom, dtype: Any) -> np.ndarray:
     return dx.reshape(-1)
 
 
+def _attrs(t: TailOp) -> dict[str, Any]:
+    geom = t.conv
+    assert geom is not None
+    return {
+        "stride": [geom.sh, geom.sw], "dilation": [geom.dh, geom.dw], "pad": [geom.pt, geom.pl],
+        "activation": t.activation, "depth_multiplier": t.mult, "filter": [geom.kh, geom.kw],
+    }  # fmt: skip
+
+
+def tap_values(x: np.ndarray, geom: ConvGeom, src: np.ndarray) -> np.ndarray:
+    """[rows][taps][len(src)]: input channel src[o] under every tap of every output pixel, +0
+    in the padding."""
+    img = x.reshape(geom.h * geom.w, geom.c)
+    taps = geom.kh * geom.kw
+    out = np.zeros((geom.oh * geom.ow, taps, src.size), dtype=x.dtype)
+    for r in range(geom.oh * geom.ow):
+        for t in range(taps):
+            p = _tap_pixel(geom, r, *divmod(t, geom.kw))
+            if p is not None:
+                out[r, t] = img[p][src]
+    return out
+
+
+def pool_backward(t: TailOp, x: np.ndarray, y: np.ndarray, dy: np.ndarray, dtype: Any):
+    """Input gradient of an avg or max pool: every input element starts at -0 and adds, one
+    rounding each, what each window sends it, output pixels in order, taps in filter order.
+    avg: every in-image tap of pixel r receives dy[r] / count[r] (binary32 divide, rounded to
+    storage); max: only the first in-image tap, in filter order, whose value has the bits of
+    the window's maximum receives dy[r]."""
+    geom = t.conv
+    assert geom is not None
+    taps = geom.kh * geom.kw
+    img = x.reshape(geom.h * geom.w, geom.c)
+    d2 = dy.reshape(t.rows, geom.c)
+    y2 = y.reshape(t.rows, geom.c)
+    dx = np.full((geom.h * geom.w, geom.c), -0.0, dtype=dtype)
+    chans = np.arange(geom.c)
+    for r in range(t.rows):
+        pix = [p for p in (_tap_pixel(geom, r, *divmod(k, geom.kw)) for k in range(taps))
+               if p is not None]  # fmt: skip
+        if t.pool == "avg":
+            with np.errstate(invalid="ignore", over="ignore"):
+                share = (d2[r].astype(F32) / F32(len(pix))).astype(F32).astype(dtype)
+            for p in pix:
+                dx[p] = g.add(dx[p], share, dtype)
+            continue
+        win = np.full(geom.c, -1)
+        for p in pix:
+            hit = g.same_bits(img[p], y2[r]) & (win < 0)
+            win[hit] = p
+        win[win < 0] = pix[0]  # unreachable for finite inputs; keeps the index valid
+        dx[win, chans] = g.add(dx[win, chans], d2[r], dtype)
+    return dx.reshape(-1)
+
+
 class GoldenTrainer:
     """The trainable parameters of one training build and the steps that change them."""
 
@@ -128,6 +183,20 @@ class GoldenTrainer:
                 rows = v.reshape(t.rows, t.depth) if t.conv is None else im2col(v, t.conv)
                 y = g.fully_connected(rows, self.w[d], self.b[d], {"activation": t.activation})
                 d += 1
+            elif t.kind == "depthwise":
+                geom = t.conv
+                assert geom is not None
+                w4 = self.w[d].T.reshape(1, geom.kh, geom.kw, t.units)
+                y = g.depthwise_conv2d(
+                    v.reshape(1, geom.h, geom.w, geom.c), w4, self.b[d], (geom.oh, geom.ow),
+                    _attrs(t),
+                )  # fmt: skip
+                d += 1
+            elif t.kind == "pool":
+                geom = t.conv
+                assert geom is not None
+                fn = g.max_pool2d if t.pool == "max" else g.avg_pool2d
+                y = fn(v.reshape(1, geom.h, geom.w, geom.c), (geom.oh, geom.ow), _attrs(t))
             elif t.kind == "avgpool":
                 # the inference contract: binary32 sum from +0 in pixel order, / count, rounded
                 rows = v.reshape(t.rows, t.units)
@@ -193,12 +262,18 @@ class GoldenTrainer:
             t = self.spec.tail[ti]
             if t.kind == "reshape":
                 continue
+            if t.kind == "pool":
+                dy = pool_backward(t, acts[ti], acts[ti + 1], dy, dt)
+                continue
             if t.kind == "avgpool":
                 # every pooled pixel receives dy / count, one binary32 divide, rounded once
                 share = (dy.astype(F32) / F32(t.rows)).astype(F32).astype(dt)
                 dy = np.tile(share, t.rows)
                 continue
             d -= 1
+            if t.kind == "depthwise":
+                gws[d], gbs[d], dy = self._depthwise_backward(t, self.w[d], acts, ti, dy)
+                continue
             w = self.w[d]
             xin = acts[ti].reshape(t.rows, t.depth) if t.conv is None else im2col(acts[ti], t.conv)
             y = acts[ti + 1].reshape(t.rows, t.units)
@@ -220,6 +295,41 @@ class GoldenTrainer:
                 gb = g.add(gb, dz[r], dt)
             gws[d], gbs[d] = gw, gb
         return loss, gws, gbs
+
+    def _depthwise_backward(
+        self, t: TailOp, w: np.ndarray, acts: list[np.ndarray], ti: int, dy: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weight gradient [units][taps], bias gradient, input gradient) of a depthwise conv.
+        dz = dy where the clamp passed. Input gradient (weights before the update): every input
+        element starts at -0; for output pixels r in order, taps in filter order, outputs o in
+        order: dx[tap pixel][o / mult] = fma(dz[r][o], w[o][tap], .). Weight gradient per
+        (o, tap): -0, then fma(x under the tap (+0 in padding), dz[r][o], .) for r in order."""
+        dt = self.dtype
+        geom = t.conv
+        assert geom is not None
+        taps, oc, m = t.depth, t.units, t.mult
+        src = np.arange(oc) // m
+        y = acts[ti + 1].reshape(t.rows, oc)
+        dz = np.where(relu_mask(y, t.activation), dy.reshape(t.rows, oc), dt.type(0.0)).astype(dt)
+        dx = dy
+        if ti > 0:
+            dx2 = np.full((geom.h * geom.w, geom.c), -0.0, dtype=dt)
+            for r in range(t.rows):
+                for k in range(taps):
+                    p = _tap_pixel(geom, r, *divmod(k, geom.kw))
+                    if p is None:
+                        continue
+                    for j in range(m):  # o = c * m + j: per element, j ascending
+                        o = np.arange(geom.c) * m + j
+                        dx2[p] = g.fma(dz[r, o], w[o, k], dx2[p], dt)
+            dx = dx2.reshape(-1)
+        xt = tap_values(acts[ti], geom, src)  # [rows][taps][oc]
+        gw = np.full((oc, taps), -0.0, dtype=dt)
+        gb = np.full(oc, -0.0, dtype=dt)
+        for r in range(t.rows):
+            gw = g.fma(xt[r].T, dz[r][:, None], gw, dt)
+            gb = g.add(gb, dz[r], dt)
+        return gw, gb, dx
 
     def step(self, x: np.ndarray, target: Any) -> np.float32:
         """Forward, loss, backward and update; returns the loss before the update."""

@@ -75,7 +75,7 @@ def layout(spec: TrainSpec) -> TrainLayout:
     activation_bytes = at
     col: list[int | None] = [None] * len(spec.tail)
     for i, t in enumerate(spec.tail):
-        if t.conv is not None:
+        if t.kind == "dense" and t.conv is not None:
             col[i] = at
             at += _align(t.rows * t.depth * es)
     col_bytes = at - activation_bytes
@@ -102,7 +102,7 @@ def layout(spec: TrainSpec) -> TrainLayout:
     at += scratch_bytes
     dcol_elems = max(
         [t.rows * t.depth for t, dx in zip(spec.tail, dx_buf, strict=True)
-         if t.conv is not None and dx is not None] or [0]
+         if t.kind == "dense" and t.conv is not None and dx is not None] or [0]
     )  # fmt: skip
     dcol, dcol_bytes = at, _align(dcol_elems * es)
     at += dcol_bytes
@@ -139,9 +139,12 @@ def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
             "dy": lay.dy_buf[i],
             "dx": lay.dx_buf[i],
             "col": lay.col[i],
-            "conv": t.conv,
+            "conv": t.conv if t.kind == "dense" else None,  # im2col geometry
+            "geom": t.conv,
+            "mult": t.mult,
+            "pool": t.pool,
         }
-        if t.kind == "dense":
+        if t.trained:
             assert t.weights is not None and t.bias is not None
             lo, hi = ACTIVATION_BOUNDS[t.activation]
             item.update(
@@ -166,7 +169,7 @@ def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
         "S": "uint16_t" if fp16 else "float",
         "esize": dt.itemsize,
         "tail": tail,
-        "layers": [x for x in tail if x["kind"] == "dense"],
+        "layers": [x for x in tail if x["kind"] in ("dense", "depthwise")],
         "loss": spec.loss,
         "lr": f"{opt.lr:g}",
         "momentum": f"{opt.momentum:g}" if opt.momentum else "",

@@ -8,8 +8,10 @@ generated train step relies on. The tail is a chain of
 * dense layers: fully_connected, and conv2d of any kernel, stride, dilation and padding (im2col
   turns it into the same matmul over the OH*OW output pixels; a 1x1 conv with stride 1 and no
   padding needs no im2col), with a fused activation none, relu or relu6 -- these are trained;
-* global avg_pool2d (the filter covers the whole input) and reshape -- these have no weights
-  but pass the gradient back;
+* depthwise_conv2d of any kernel, stride, dilation, padding and depth multiplier, with the same
+  activations -- trained too;
+* avg_pool2d and max_pool2d (a global average pool has its own cheaper kernel) and reshape --
+  these have no weights but pass the gradient back;
 
 optionally followed by the model's final softmax (the loss replaces it). Everything before the
 first trained layer stays frozen and runs through the inference layers of <name>.c.
@@ -30,7 +32,11 @@ from edgekit.passes.fp16 import FLOAT_PRECISIONS
 LOSSES = ("cross-entropy", "mse")
 OPTIMIZERS = ("sgd",)
 TRAINABLE_ACTIVATIONS = ("none", "relu", "relu6")
-TAIL_KINDS = "fully_connected, conv2d (any kernel, batch 1), global avg_pool2d, reshape"
+TAIL_KINDS = (
+    "fully_connected, conv2d and depthwise_conv2d (any kernel, batch 1), avg_pool2d and "
+    "max_pool2d (no fused activation), reshape"
+)
+WEIGHTED = ("fully_connected", "conv2d", "depthwise_conv2d")
 
 
 @dataclass
@@ -66,11 +72,14 @@ class TailOp:
 
     dense:   x [rows][depth] -> y [rows][units], weights [units][depth] (the model's layout);
              with `conv` set, x is the image [h][w][c] and [rows][depth] its im2col
-    avgpool: x [rows][units] -> y [units], rows = the pooled pixels
+    depthwise: x the image [h][w][c] -> y [rows][units], rows = output pixels, units = c *
+             multiplier, depth = the kh*kw taps, weights [units][taps]
+    avgpool: x [rows][units] -> y [units], rows = the pooled pixels (a global pool)
+    pool:    `pool` "avg" or "max" over a window: x [h][w][c] -> y [rows][units], depth = taps
     reshape: x [units] -> y [units], a copy
     """
 
-    kind: str  # "dense", "avgpool" or "reshape"
+    kind: str  # "dense", "depthwise", "avgpool", "pool" or "reshape"
     index: int  # position in graph.ops
     name: str
     rows: int
@@ -80,7 +89,9 @@ class TailOp:
     weights: np.ndarray | None = None  # dense: [units][depth], storage dtype, initial values
     bias: np.ndarray | None = None  # dense: [units]
     source: str = ""  # the model op kind it came from
-    conv: ConvGeom | None = None  # dense: set when the input needs im2col
+    conv: ConvGeom | None = None  # dense: set when the input needs im2col; depthwise, pool: set
+    mult: int = 1  # depthwise: the depth multiplier
+    pool: str = ""  # pool: "avg" or "max"
 
     @property
     def in_size(self) -> int:
@@ -94,11 +105,15 @@ class TailOp:
 
     @property
     def out_size(self) -> int:
-        return self.rows * self.units if self.kind == "dense" else self.units
+        return self.units if self.kind in ("avgpool", "reshape") else self.rows * self.units
+
+    @property
+    def trained(self) -> bool:
+        return self.kind in ("dense", "depthwise")
 
     @property
     def macs(self) -> int:
-        return self.rows * self.depth * self.units if self.kind == "dense" else 0
+        return self.rows * self.depth * self.units if self.trained else 0
 
 
 @dataclass
@@ -117,8 +132,8 @@ class TrainSpec:
 
     @property
     def layers(self) -> list[TailOp]:
-        """The trained (dense) layers, in model order."""
-        return [t for t in self.tail if t.kind == "dense"]
+        """The trained layers (dense, depthwise), in model order."""
+        return [t for t in self.tail if t.trained]
 
     @property
     def outputs(self) -> int:
@@ -209,19 +224,60 @@ def _dense(graph: Graph, op: Op, where: str) -> TailOp:
     )  # fmt: skip
 
 
-def _avgpool(graph: Graph, op: Op, where: str) -> TailOp:
+def _geom(graph: Graph, op: Op, kh: int, kw: int, where: str) -> ConvGeom:
+    n, h, w, c = graph.tensor(op.inputs[0]).shape
+    _, oh, ow, _ = graph.tensor(op.outputs[0]).shape
+    if n != 1:
+        raise EdgekitError(
+            f"layer {op.name}: a {op.kind} can be trained with batch 1 only, not {n}", where
+        )
+    sh, sw = op.attrs.get("stride", [1, 1])
+    dh, dw = op.attrs.get("dilation", [1, 1])
+    pt, pl = op.attrs.get("pad", [0, 0])
+    return ConvGeom(h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
+
+
+def _depthwise(graph: Graph, op: Op, where: str) -> TailOp:
+    act = op.attrs.get("activation", "none")
+    if act not in TRAINABLE_ACTIVATIONS:
+        raise EdgekitError(
+            f"layer {op.name}: activation '{act}' has no backward kernel",
+            where,
+            f"trained layers may use {', '.join(TRAINABLE_ACTIVATIONS)}; use a smaller "
+            "--train-last",
+        )
+    w = graph.tensor(op.inputs[1]).data
+    b = graph.tensor(op.attrs["q"]["bias"]).data
+    assert w is not None and b is not None
+    _, kh, kw, oc = w.shape
+    geom = _geom(graph, op, kh, kw, where)
+    mult = int(op.attrs.get("depth_multiplier", 1))
+    return TailOp(
+        "depthwise", -1, op.name, geom.oh * geom.ow, kh * kw, oc, act,
+        np.ascontiguousarray(w.reshape(kh * kw, oc).T), b.reshape(-1).copy(), op.kind, geom,
+        mult,
+    )  # fmt: skip
+
+
+def _pool(graph: Graph, op: Op, where: str) -> TailOp:
     n, h, w, c = graph.tensor(op.inputs[0]).shape
     out = graph.tensor(op.outputs[0]).shape
-    if list(op.attrs["filter"]) != [h, w] or tuple(out[1:3]) != (1, 1) or n != 1:
+    if op.attrs.get("activation", "none") != "none":
         raise EdgekitError(
-            f"layer {op.name}: only a global avg_pool2d (filter = the whole {h}x{w} input) has a "
-            f"backward kernel, this one pools {op.attrs['filter']}",
+            f"layer {op.name}: a fused activation on {op.kind} has no backward kernel",
             where,
             "use a smaller --train-last so the tail starts after it",
         )
-    if op.attrs.get("activation", "none") != "none":
-        raise EdgekitError(f"layer {op.name}: a fused activation on avg_pool2d is not trainable")
-    return TailOp("avgpool", -1, op.name, h * w, c, c, source=op.kind)
+    kind = "max" if op.kind == "max_pool2d" else "avg"
+    if kind == "avg" and list(op.attrs["filter"]) == [h, w] and tuple(out[1:3]) == (1, 1):
+        if n != 1:
+            raise EdgekitError(f"layer {op.name}: pools can be trained with batch 1 only", where)
+        return TailOp("avgpool", -1, op.name, h * w, c, c, source=op.kind)
+    fh, fw = op.attrs["filter"]
+    geom = _geom(graph, op, fh, fw, where)
+    geom.dh = geom.dw = 1
+    rows = geom.oh * geom.ow
+    return TailOp("pool", -1, op.name, rows, fh * fw, c, source=op.kind, conv=geom, pool=kind)
 
 
 def training_spec(
@@ -246,7 +302,7 @@ def training_spec(
     trailing_softmax = bool(ops) and ops[-1].kind == "softmax"
     if trailing_softmax:
         end -= 1
-    n_dense_total = sum(op.kind == "fully_connected" or op.kind == "conv2d" for op in ops[:end])
+    n_dense_total = sum(op.kind in WEIGHTED for op in ops[:end])
     tail: list[TailOp] = []
     dense = 0
     i = end - 1
@@ -255,8 +311,11 @@ def training_spec(
         if op.kind in ("fully_connected", "conv2d"):
             t = _dense(graph, op, where)
             dense += 1
-        elif op.kind == "avg_pool2d":
-            t = _avgpool(graph, op, where)
+        elif op.kind == "depthwise_conv2d":
+            t = _depthwise(graph, op, where)
+            dense += 1
+        elif op.kind in ("avg_pool2d", "max_pool2d"):
+            t = _pool(graph, op, where)
         elif op.kind == "reshape":
             t = TailOp("reshape", -1, op.name, 1, graph.tensor(op.inputs[0]).size,
                        graph.tensor(op.inputs[0]).size, source=op.kind)  # fmt: skip
@@ -294,7 +353,7 @@ def training_spec(
                 where,
             )
     last = tail[-1]
-    if loss == "cross-entropy" and last.kind == "dense" and last.activation != "none":
+    if loss == "cross-entropy" and last.trained and last.activation != "none":
         raise EdgekitError(
             f"cross-entropy needs logits, but the last layer {last.name} applies {last.activation}",
             where,
