@@ -3,8 +3,11 @@
     python bench/hls_estimates.py [--models DIR] [--json]
 
 Rows: the 64-64-32-2 intrusion-detection MLP at reuse 1 (one II=1 pipeline), the MLPerf AD
-autoencoder at full parallelism and with automatic reuse, and the MLPerf KWS DS-CNN. Figures
-come from edgekit's estimate model (edgekit/hls/estimate.py, docs/hls.md), not from synthesis.
+autoencoder at full parallelism and with automatic reuse, the MLPerf KWS DS-CNN, and two
+spiking networks with synaptic delays (a small one of the tests' size and one of the SHD size of
+SNN-delays, with seeded random weights and delays); their latency and interval are per time
+step. Figures come from edgekit's estimate model (edgekit/hls/estimate.py, edgekit/hls/snn.py,
+docs/hls.md), not from synthesis.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ from edgekit.hls.estimate import Estimate, estimate
 from edgekit.hls.models import build_ids_mlp
 from edgekit.hls.parts import get_part, parse_clock
 from edgekit.hls.project import HlsOptions, hls_name, lowered, plan
+from edgekit.hls.snn import plan_snn
 from edgekit.pipeline import load_model
+from edgekit.snn.importers import from_snn_delays
+from edgekit.snn.quantize import quantize
+from edgekit.snn.synthetic import SHD_CONFIG, random_state_dict
 
 ZU7EV = "xczu7ev-ffvc1156-2-e"
+SMALL_SNN = {**SHD_CONFIG, "n_inputs": 12, "n_hidden_layers": 1, "n_hidden_neurons": 16,
+             "n_outputs": 4, "max_delay": 5}
 VU9P = "xcvu9p-flga2104-2-e"
 Z7020 = "xc7z020-clg400-1"
 
@@ -101,6 +110,15 @@ def main() -> int:
         for io in ("parallel", "stream"):
             est = plan(graph, HlsOptions(part=ZU7EV, io=io))[2]
             rows.append(_row("KWS (MLPerf)", est, "auto"))
+    for label, cfg, runs in (
+        ("Delay SNN 12-16-4, D 5", SMALL_SNN, ((ZU7EV, 1), (ZU7EV, "auto"))),
+        ("SHD SNN 140-256-256-20, D 25", SHD_CONFIG,
+         ((ZU7EV, 1), (ZU7EV, "auto"), (VU9P, 1), (VU9P, "auto"))),
+    ):
+        graph = quantize(from_snn_delays(random_state_dict(cfg, seed=0), cfg), "snn")
+        for part, reuse in runs:
+            est = plan_snn(graph, HlsOptions(part=part, reuse=reuse))[1]
+            rows.append(_row(label, est, str(reuse), "per time step"))
     if not ad.is_file():
         print(f"MLPerf models not found in {args.models}; AD and KWS rows skipped",
               file=sys.stderr)
@@ -109,7 +127,7 @@ def main() -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print("| model | part @ clock | I/O | reuse | schedule | latency | II (cycles) "
-          "| inferences/s | DSP | BRAM18 | LUT | fits |")
+          "| inferences (steps)/s | DSP | BRAM18 | LUT | fits |")
     print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         dsp, bram, lut = r["capacity"]
