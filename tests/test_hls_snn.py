@@ -191,6 +191,26 @@ def test_estimate_reuse_and_fit_on_an_shd_network() -> None:
     assert slow.latency > est.latency
 
 
+def test_history_storage_and_the_pipelined_step_interval() -> None:
+    """A long delay line goes to block RAM, a short one to LUT RAM; the pipelined top starts a
+    step as often as the membrane update (decay product, add, saturate, compare) completes."""
+    graph = random_snn(2, (20, 6, 3), (70, 4), ("lif", "if"))
+    design = build_snn_design(graph, "mem", "parallel")
+    design.layers[0].set_reuse(70)
+    design.layers[1].set_reuse(4)
+    x, resets = trains(20, 4, 0)
+    files = render_snn_project(design, ZU7EV, 200.0, SnnVectors(x, resets, np.zeros((4, 3)), 0))
+    cpp = files["mem.cpp"]
+    assert "BIND_STORAGE variable=ring type=ram_2p impl=bram" in cpp
+    assert "BIND_STORAGE variable=ring type=ram_2p impl=lutram" in cpp
+    est = estimate_snn(design, get_part(ZU7EV), 200.0)
+    assert est.layers[0].bram18 >= 1 and est.layers[1].bram18 == 0
+    graph = random_snn(2, (8, 6, 3), (3, 4), ("lif", "if"))
+    slow = plan_snn(graph, HlsOptions(reuse=1, clock="200MHz"))
+    fast = plan_snn(graph, HlsOptions(reuse=1, clock="100MHz"))
+    assert slow[0].schedule == "pipeline" and slow[1].interval == 2 and fast[1].interval == 1
+
+
 def test_int8_pipeline_refuses_a_spiking_graph() -> None:
     graph = random_snn(1, (4, 3), (2,), ("lif",))
     with pytest.raises(EdgekitError, match="int8 HLS pipeline"):
