@@ -58,8 +58,9 @@ def _stats(layer: SnnLayer) -> tuple[np.ndarray, int]:
     if "terms" not in layer.cache:
         nz = layer.weights != 0
         layer.cache["terms"] = nz.sum(axis=1)
-        taps = {(int(j), int(d)) for j, d in zip(*np.nonzero(nz.T), strict=True)}
-        layer.cache["taps"] = len({(j, int(layer.delays[i, j])) for j, i in taps})
+        rows, cols = np.nonzero(nz)
+        layer.cache["taps"] = len(set(zip(cols.tolist(), layer.delays[rows, cols].tolist(),
+                                          strict=True)))
     return layer.cache["terms"], layer.cache["taps"]
 
 
