@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.hls.parts import DEFAULT_CLOCK_MHZ, DEFAULT_PART, PARTS
+from edgekit.progress import status
 
 EPILOG = """\
 examples:
@@ -176,16 +177,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _verify_snn(project, samples, getattr(args, "seed", 0) or 0,
                            getattr(args, "json", False))
     inputs = random_inputs(project.graph, samples, getattr(args, "seed", 0) or 0)
-    print(f"C-simulating {project.name} ({project.options.io} I/O) on {samples} samples...",
-          file=sys.stderr)
-    ours = HlsCsimModel.from_project(project).run_batch(inputs)
-    mcu = HostModel(compile_graph(project.graph, "host"))
-    checks: dict[str, dict[str, int] | None] = {
-        "the edgekit MCU C": _mismatches(ours, [mcu.run(s) for s in inputs])
-    }
-    tflite = tflite_bytes(Path(args.model), reference)
-    checks["TFLite Micro"] = _mismatches(ours, run_tflm(tflite, inputs)) if tflite else None
-    tb = run_testbench(project.files, project.name)
+    with status(f"C-simulating {project.name} ({project.options.io} I/O) on {samples} samples"):
+        ours = HlsCsimModel.from_project(project).run_batch(inputs)
+    with status("running the MCU C and TFLite Micro on the same samples"):
+        mcu = HostModel(compile_graph(project.graph, "host"))
+        checks: dict[str, dict[str, int] | None] = {
+            "the edgekit MCU C": _mismatches(ours, [mcu.run(s) for s in inputs])
+        }
+        tflite = tflite_bytes(Path(args.model), reference)
+        checks["TFLite Micro"] = _mismatches(ours, run_tflm(tflite, inputs)) if tflite else None
+    with status("compiling and running the generated testbench"):
+        tb = run_testbench(project.files, project.name)
     ok = tb.ok and all(c is None or c["mismatched_samples"] == 0 for c in checks.values())
     notes = [] if project.estimate.fits else [
         f"note: the design does not fit {project.estimate.part.name} (estimate); "
@@ -221,9 +223,9 @@ def _verify_snn(project: Any, trains: int, seed: int, as_json: bool) -> int:
     simulation and compared step by step with the golden model and with the MCU C."""
     from edgekit.hls.snn import verify_snn
 
-    print(f"C-simulating {project.name} ({project.options.io} I/O) on {trains} spike trains...",
-          file=sys.stderr)
-    res = verify_snn(project, trains, seed)
+    with status(f"C-simulating {project.name} ({project.options.io} I/O) on {trains} spike "
+                "trains"):
+        res = verify_snn(project, trains, seed)
     notes = [] if project.estimate.fits else [
         f"note: the design does not fit {project.estimate.part.name} (estimate); "
         "edgekit hls report shows by how much"
