@@ -225,15 +225,20 @@ def test_host_train_step_equals_golden(precision: str, loss: str, optimizer: str
     [("fp16", 1, 1, 3), ("fp32", 2, 1, 3), ("fp16", 2, 0, 2)],
 )
 def test_conv2d_im2col_train_step_equals_golden(precision: str, stride: int, pad: int, k: int):
-    from edgekit.reference import fp16_golden
-
     graph = conv_net(stride=stride, pad=pad, k=k)
     build = build_training(graph, precision, 4, "cross-entropy", "sgd:lr=0.05,momentum=0.9")
     assert [t.conv is not None for t in build.spec.layers] == [True, True, False, False]
+    _check_untrained_forward_then_steps(build, graph, f"conv {precision}")
+
+
+def _check_untrained_forward_then_steps(build: Any, graph: Graph, what: str) -> None:
+    """Before any step the tail's forward is the inference contract bit for bit (the same
+    kernels' order of roundings); then three steps equal the golden model."""
+    from edgekit.reference import fp16_golden
+
     host = HostTrainer(build)
     host.init()
     samples = _samples(graph, 3, "cross-entropy")
-    # before any step the im2col forward is the inference conv contract, bit for bit
     x0 = samples[0][0].astype(build.spec.dtype)
     logits = fp16_golden.run_graph_all(build.compiled.graph, [x0])[graph.outputs[0]]
     assert host.predict(samples[0][0]).tobytes() == logits.reshape(-1).tobytes()
@@ -241,29 +246,17 @@ def test_conv2d_im2col_train_step_equals_golden(precision: str, stride: int, pad
     for x, t in samples:
         got_l.append(host.step(x, t))
         got_w.append(host.weights())
-    _assert_runs_equal(f"conv {precision}", (got_l, got_w), _golden_run(build, samples))
+    _assert_runs_equal(what, (got_l, got_w), _golden_run(build, samples))
 
 
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_depthwise_and_pooling_train_step_equals_golden(precision: str) -> None:
-    from edgekit.reference import fp16_golden
-
     graph = ds_net()
     build = build_training(graph, precision, 5, "cross-entropy", "sgd:lr=0.05,momentum=0.9")
     kinds = [t.kind for t in build.spec.tail]
     assert kinds == ["dense", "depthwise", "dense", "pool", "depthwise", "pool", "avgpool",
                      "reshape", "dense"]  # fmt: skip
-    host = HostTrainer(build)
-    host.init()
-    samples = _samples(graph, 3, "cross-entropy")
-    x0 = samples[0][0].astype(build.spec.dtype)
-    logits = fp16_golden.run_graph_all(build.compiled.graph, [x0])[graph.outputs[0]]
-    assert host.predict(samples[0][0]).tobytes() == logits.reshape(-1).tobytes()
-    got_l, got_w = [], []
-    for x, t in samples:
-        got_l.append(host.step(x, t))
-        got_w.append(host.weights())
-    _assert_runs_equal(f"ds {precision}", (got_l, got_w), _golden_run(build, samples))
+    _check_untrained_forward_then_steps(build, graph, f"ds {precision}")
 
 
 def _unpack(build: Any, blob: bytes) -> tuple[list[np.ndarray], list[np.ndarray]]:

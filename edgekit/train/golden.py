@@ -71,15 +71,8 @@ def _tap_pixel(geom: ConvGeom, r: int, ky: int, kx: int) -> int | None:
 def im2col(x: np.ndarray, geom: ConvGeom) -> np.ndarray:
     """[oh*ow][kh*kw*c]: row r holds the taps of output pixel r in filter order, +0 in the
     padding (what the inference conv multiplies there, so the forward equals it)."""
-    img = x.reshape(geom.h * geom.w, geom.c)
-    taps = geom.kh * geom.kw
-    col = np.zeros((geom.oh * geom.ow, taps, geom.c), dtype=x.dtype)
-    for r in range(geom.oh * geom.ow):
-        for t in range(taps):
-            p = _tap_pixel(geom, r, *divmod(t, geom.kw))
-            if p is not None:
-                col[r, t] = img[p]
-    return col.reshape(geom.oh * geom.ow, taps * geom.c)
+    taps = tap_values(x, geom, np.arange(geom.c))
+    return taps.reshape(geom.oh * geom.ow, geom.kh * geom.kw * geom.c)
 
 
 def col2im(dcol: np.ndarray, geom: ConvGeom, dtype: Any) -> np.ndarray:

@@ -188,9 +188,9 @@ def check_constants(opt: Optimizer, dtype: Any, where: str) -> None:
             )
 
 
-def _dense(graph: Graph, op: Op, where: str) -> TailOp:
+def _params(graph: Graph, op: Op, where: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """(activation, weights, bias) of a layer that will be trained."""
     act = op.attrs.get("activation", "none")
-    geom: ConvGeom | None = None
     if act not in TRAINABLE_ACTIVATIONS:
         raise EdgekitError(
             f"layer {op.name}: activation '{act}' has no backward kernel",
@@ -201,27 +201,7 @@ def _dense(graph: Graph, op: Op, where: str) -> TailOp:
     w = graph.tensor(op.inputs[1]).data
     b = graph.tensor(op.attrs["q"]["bias"]).data
     assert w is not None and b is not None
-    if op.kind == "fully_connected":
-        q = op.attrs["q"]
-        rows, depth, units = int(q["batches"]), int(q["depth"]), int(q["units"])
-    else:
-        n, h, wd, c = graph.tensor(op.inputs[0]).shape
-        _, oh, ow, _ = graph.tensor(op.outputs[0]).shape
-        units, kh, kw, _ = w.shape
-        if n != 1:
-            raise EdgekitError(
-                f"layer {op.name}: a conv2d can be trained with batch 1 only, not {n}", where
-            )
-        sh, sw = op.attrs.get("stride", [1, 1])
-        dh, dw = op.attrs.get("dilation", [1, 1])
-        pt, pl = op.attrs.get("pad", [0, 0])
-        rows, depth = oh * ow, kh * kw * c
-        if (kh, kw, sh, sw, pt, pl) != (1, 1, 1, 1, 0, 0):
-            geom = ConvGeom(h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
-    return TailOp(
-        "dense", -1, op.name, rows, depth, units, act,
-        np.ascontiguousarray(w.reshape(units, depth)), b.reshape(-1).copy(), op.kind, geom,
-    )  # fmt: skip
+    return act, w, b
 
 
 def _geom(graph: Graph, op: Op, kh: int, kw: int, where: str) -> ConvGeom:
@@ -237,18 +217,27 @@ def _geom(graph: Graph, op: Op, kh: int, kw: int, where: str) -> ConvGeom:
     return ConvGeom(h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
 
 
+def _dense(graph: Graph, op: Op, where: str) -> TailOp:
+    act, w, b = _params(graph, op, where)
+    geom: ConvGeom | None = None
+    if op.kind == "fully_connected":
+        q = op.attrs["q"]
+        rows, depth, units = int(q["batches"]), int(q["depth"]), int(q["units"])
+    else:
+        units, kh, kw, c = w.shape
+        conv = _geom(graph, op, kh, kw, where)
+        rows, depth = conv.oh * conv.ow, kh * kw * c
+        # a 1x1 conv with stride 1 and no padding reads its input rows as they are
+        if (kh, kw, conv.sh, conv.sw, conv.pt, conv.pl) != (1, 1, 1, 1, 0, 0):
+            geom = conv
+    return TailOp(
+        "dense", -1, op.name, rows, depth, units, act,
+        np.ascontiguousarray(w.reshape(units, depth)), b.reshape(-1).copy(), op.kind, geom,
+    )  # fmt: skip
+
+
 def _depthwise(graph: Graph, op: Op, where: str) -> TailOp:
-    act = op.attrs.get("activation", "none")
-    if act not in TRAINABLE_ACTIVATIONS:
-        raise EdgekitError(
-            f"layer {op.name}: activation '{act}' has no backward kernel",
-            where,
-            f"trained layers may use {', '.join(TRAINABLE_ACTIVATIONS)}; use a smaller "
-            "--train-last",
-        )
-    w = graph.tensor(op.inputs[1]).data
-    b = graph.tensor(op.attrs["q"]["bias"]).data
-    assert w is not None and b is not None
+    act, w, b = _params(graph, op, where)
     _, kh, kw, oc = w.shape
     geom = _geom(graph, op, kh, kw, where)
     mult = int(op.attrs.get("depth_multiplier", 1))
