@@ -299,6 +299,7 @@ def png_bytes(data: dict[str, Any], where: str) -> bytes:
     ax = top.subplots()
     # a 16-byte tensor in a 50 KiB arena would be a hairline: draw it at least this tall
     min_h = arena * 0.006
+    labelled: list[tuple[float, float, float, float]] = []  # label boxes drawn so far
     for e in data["entries"]:
         scratch = e["kind"] == "scratch"
         colour = "#dddddd" if scratch else PALETTE[e["producer"] % len(PALETTE)]
@@ -311,15 +312,24 @@ def png_bytes(data: dict[str, Any], where: str) -> bytes:
         room = int(width * col_in / 0.055)  # characters that fit across it at 7 pt
         if e["bytes"] >= arena * 0.06 and room >= 6:
             label = f"{_short_name(e['tensor'])[:room]}\n{e['bytes']:,} B"
-            ax.text(e["first"] + 0.06, e["offset"] + arena * 0.01, label, fontsize=7,
-                    va="top", ha="left", clip_on=True)
+            chars = max(len(line) for line in label.splitlines())
+            box = (e["first"], e["first"] + min(width, chars * 0.055 / col_in),
+                   e["offset"], e["offset"] + arena * 0.06)
+            # an op that works in place shares its input's buffer, so two rectangles (and
+            # their labels) meet there: keep the first label rather than print one over another
+            if not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3]
+                       for b in labelled):
+                labelled.append(box)
+                ax.text(e["first"] + 0.06, e["offset"] + arena * 0.01, label, fontsize=7,
+                        va="top", ha="left", clip_on=True)
     ax.set_xlim(0, n_cols)
     ax.set_ylim(arena, 0)  # offset 0 at the top, as in the HTML
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xticks([j + 0.5 for j in range(n_cols)])
     ax.set_xticklabels(data["columns"], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("arena offset (bytes)")
-    ax.set_xlabel("schedule: a tensor spans the ops during which it is live", fontsize=8)
+    ax.set_xlabel("schedule: a tensor spans the ops during which it is live; where two overlap "
+                  "at one op, that op works in place", fontsize=8)
     ax.set_title(f"arena of {data['model']} ({data['target']}): {data['arena_bytes']:,} bytes, "
                  f"liveness lower bound {data['lower_bound_bytes']:,}", fontsize=11)
     if any(e["kind"] == "scratch" for e in data["entries"]):
