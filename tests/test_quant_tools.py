@@ -209,3 +209,39 @@ def test_int16_activations_are_refused_with_one_message(
     err = capsys.readouterr().err
     assert "int16" in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
     assert not out.exists()
+
+
+def test_search_reports_its_choices_and_keeps_the_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekit.pipeline import compile_graph
+
+    model, calib = _cli_model(tmp_path)
+    out = tmp_path / "s.ekir"
+    assert main(["quantize", str(model), "--calib", str(calib), "--search", "--flash-budget",
+                 "64k", "--check", "0", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "baseline" in text and "result:" in text and "not searched" in text
+    q = serialize.loads(out.read_bytes(), str(out))
+    s = q.meta["quantization"]["search"]
+    assert s["result"]["sqnr_db"] >= s["baseline"]["sqnr_db"]
+    kept = [st for st in s["steps"] if st["kept"]]
+    assert all(st["gain_db"] >= 0.05 for st in kept)
+    assert len(kept) == len(s["methods"]) + len(s["dense_per_channel"])
+    # the result's figures, recomputed here: the compiled size, and the SQNR on the first 8
+    # calibration samples with TFLM running the exported model
+    c = compile_graph(q)
+    flash = sum(t.nbytes for t in c.graph.tensors.values() if t.is_const)
+    assert flash == s["result"]["flash"] <= 64 * 1024
+    fg = read_onnx(model.read_bytes(), str(model), "cnn")
+    xs = np.load(calib)["x"][:8].transpose(0, 2, 3, 1)[:, None]
+    ref = FloatModel(fg).run([xs])[0].reshape(8, -1)
+    o = q.tensor(q.outputs[0])
+    got = run_tflm(export_tflite(q), [[quantize_array(x, q.tensor(q.inputs[0]).quant)]
+                                      for x in xs])
+    deq = np.stack([dequantize_array(np.asarray(g[0]), o.quant) for g in got]).reshape(8, -1)
+    assert s["result"]["sqnr_db"] == pytest.approx(sqnr_db(ref, deq), abs=0.01)
+    # a budget the smallest int8 model does not fit is one error, and nothing is written
+    assert main(["quantize", str(model), "--calib", str(calib), "--search", "--flash-budget",
+                 "1k", "-o", str(tmp_path / "tiny.ekir")]) == 2
+    assert "over the budget" in capsys.readouterr().err
+    assert not (tmp_path / "tiny.ekir").exists()

@@ -20,6 +20,7 @@ examples:
   edgekit quantize model.onnx --data-free --input-range -1 1 -o model.ekir
   edgekit quantize float_model.tflite --calib calib.npz -o model.ekir
   edgekit quantize model.onnx --precision fp16 -o model16.ekir
+  edgekit quantize model.onnx --calib calib.npz --search --flash-budget 256k -o model.ekir
 then:
   edgekit generate model.ekir -o build/model
   edgekit export model.ekir --format tflite -o model_int8.tflite
@@ -96,7 +97,17 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     )
     t0 = time.monotonic()
     graph, _ = load_model(args.model, args.name)
-    qgraph = quantize(graph, args.calib, cfg, data_free=args.data_free, where=str(args.model))
+    if args.search:
+        from edgekit.quantize.search import Budget, search
+
+        if args.calib is None:
+            raise EdgekitError("--search scores candidates on calibration data",
+                               str(args.model), "give --calib DATA")
+        budget = Budget(_bytes(args.flash_budget), _bytes(args.ram_budget))
+        qgraph = search(graph, args.calib, cfg, budget, where=str(args.model))
+    else:
+        qgraph = quantize(graph, args.calib, cfg, data_free=args.data_free,
+                          where=str(args.model))
     elapsed = time.monotonic() - t0
     out = Path(args.output)
     check = None
@@ -126,10 +137,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     how = {
         "batchnorm": "no data: BatchNorm statistics",
         "synthetic": f"no data: {q['samples']} synthetic inputs over {q['input_range'] or [-1, 1]}",
-    }.get(q["ranges_from"], f"{q['samples']} calibration samples, {q['method']} ranges")
+    }.get(q["ranges_from"], f"{q['samples']} calibration samples, "
+          + ("per-layer choices (--search)" if "search" in q else f"{q['method']} ranges"))
     print(f"quantized {len(qgraph.ops)} ops in {elapsed:.2f} s from {how}")
-    print(f"weights: {per_channel_text(per_channel)}"
-          + ("; bias correction on" if cfg.bias_correction else ""))
+    if "search" in q:
+        from edgekit.quantize.search import format_search
+
+        print(format_search(q))
+    else:
+        print(f"weights: {per_channel_text(per_channel)}"
+              + ("; bias correction on" if cfg.bias_correction else ""))
     for name in qgraph.inputs + qgraph.outputs:
         t = qgraph.tensor(name)
         role = "input " if name in qgraph.inputs else "output"
@@ -196,6 +213,19 @@ def cmd_report_quant(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bytes(text: str | None) -> int | None:
+    """'65536', '64k', '1.5M' -> bytes (k = 1024)."""
+    if text is None:
+        return None
+    t = text.strip().lower().removesuffix("b")
+    mult = {"k": 1024, "m": 1024 * 1024}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        raise EdgekitError(f"budget '{text}' is not a size", hint="e.g. 256k, 1M or 65536") \
+            from None
+
+
 def _spiking(path: Path) -> bool:
     from edgekit.cli import _is_spiking_ekir
 
@@ -257,6 +287,11 @@ def register(add: Any) -> None:
     p.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="int8",
                    help="int8 (calibrated, default), or fp16/fp32: the float model converted "
                    "under the float contract, no data needed")
+    p.add_argument("--search", action="store_true",
+                   help="per layer, choose range estimator and dense-weight granularity for the "
+                   "best output SQNR within --flash-budget/--ram-budget; prints what and why")
+    p.add_argument("--flash-budget", metavar="BYTES", help="--search: constants' bytes (e.g. 256k)")
+    p.add_argument("--ram-budget", metavar="BYTES", help="--search: arena bytes (e.g. 96k)")
     p.add_argument("--limit", type=int, help="use at most this many calibration samples")
     p.add_argument("--check", type=int, default=16, metavar="N",
                    help="report output SQNR on N calibration samples, via TFLM (0: skip)")
