@@ -163,6 +163,29 @@ def test_png_with_matplotlib(dscnn: Path, tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_png_draws_the_arena_and_both_cost_panels(dscnn: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from edgekit.plot import PALETTE
+
+    out = tmp_path / "kws.png"
+    assert main(["report", str(dscnn), "--plot", str(out)]) == 0
+    pixels = np.round(imread(out)[..., :3] * 255).astype(int).reshape(-1, 3)
+
+    def count(rgb: np.ndarray) -> int:
+        return int(np.count_nonzero(np.all(np.abs(pixels - rgb) <= 2, axis=1)))
+
+    def hex_rgb(h: str) -> np.ndarray:
+        return np.array([int(h[k:k + 2], 16) for k in (1, 3, 5)])
+
+    # the cost bars are opaque: MACs in blue, weight bytes in vermilion
+    assert count(hex_rgb("#0072B2")) > 2000 and count(hex_rgb("#D55E00")) > 2000
+    # the tensors are 90% opaque over white, one colour per producing op
+    tensor_colours = [c for c in PALETTE if count(np.round(hex_rgb(c) * 0.9 + 25.5)) > 500]
+    assert len(tensor_colours) >= 4
+
+
 def test_unknown_plot_suffix(dscnn: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(dscnn), "--plot", str(tmp_path / "kws.pdf")]) == 2
