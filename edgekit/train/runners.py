@@ -145,13 +145,16 @@ class HostTrainer:
 class EmulatedTrainer:
     """The training build cross-compiled for its target; every sample is one train step."""
 
-    def __init__(self, build: TrainingBuild) -> None:
+    def __init__(self, build: TrainingBuild, defines: dict[str, Any] | None = None) -> None:
+        """`defines`: extra C macros, e.g. {"EK_TRAIN_NO_EXPORT": 1} so a benchmark counts
+        the train step alone (the weights output then stays unwritten)."""
         from edgekit.runners.emulated import build_firmware
         from edgekit.targets import load_target
 
         self.build = build
         self.target = load_target(build.compiled.target)
         key = hashlib.sha256(self.target.path.read_bytes())
+        key.update(repr(sorted((defines or {}).items())).encode())
         for fname, text in sorted(build.files.items()):
             key.update(fname.encode() + b"\0" + text.encode() + b"\0")
         where = cache_root() / "train-emu" / self.target.name / key.hexdigest()[:20]
@@ -169,7 +172,8 @@ class EmulatedTrainer:
                     out = "harness_model.h" if fname == "harness_train.h" else fname
                     (src / out).write_text(text)
                 n = build.name
-                build_firmware(self.target, [src / f"{n}.c", src / f"{n}_train.c"], [src], tmp)
+                sources = [src / f"{n}.c", src / f"{n}_train.c"]
+                build_firmware(self.target, sources, [src], tmp, defines)
                 if where.exists():
                     shutil.rmtree(where)
                 os.replace(tmp, where)
