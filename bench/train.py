@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,7 @@ def run(target: str) -> list[dict[str, Any]]:
 
 
 def section(rows: list[dict[str, Any]], target: str) -> str:
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [
         "## On-device training: one train step, FP16 vs FP32",
         "",
