@@ -109,6 +109,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _reference_model(args: argparse.Namespace) -> bytes:
     ref = getattr(args, "reference", None)
     path = Path(ref) if ref else args.model
+    if not path.is_file():
+        raise EdgekitError("model file not found", str(path),
+                           "check the path" + ("" if ref else "; verify takes a .tflite model"))
     data = path.read_bytes()
     if data[4:8] != b"TFL3":
         raise EdgekitError(

@@ -212,6 +212,17 @@ def test_every_json_command_prints_one_document(models: dict[str, Path], tmp_pat
         assert isinstance(doc, dict | list) and doc, path
 
 
+def test_a_failing_json_command_prints_nothing_on_stdout(tmp_path: Path) -> None:
+    bad = tmp_path / "missing.tflite"
+    for args in (["report", str(bad)], ["verify", str(bad)], ["generate", str(bad), "-o",
+                 str(tmp_path / "out")], ["export", str(bad), "--as", "cmake", "-o",
+                 str(tmp_path / "lib")], ["hls", "report", str(bad)]):
+        r = edgekit(*args, "--json")
+        assert r.returncode == 2 and r.stdout == "", (args, r.stdout)
+        assert r.stderr.startswith("edgekit: error:") and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "lib").exists()
+
+
 # --- completion --------------------------------------------------------------------------------
 
 
