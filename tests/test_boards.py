@@ -69,13 +69,14 @@ DATASHEET_KIB = {
     "nrf52840-dk": (1024, 256),
     "nrf5340-dk": (1024, 512),
     "rpi-pico2": (4096, 512),
+    "rpi-pico2-riscv": (4096, 512),
     "hifive1-revb": (4096 - 64, 16),
     "mps3-an547": (512 + 2048, 512),
     "esp32-c3-devkit": (64 + 128, 0x2C700 / 1024),
 }
 
 
-@pytest.mark.parametrize("board", sorted(ISSUE_BOARDS))
+@pytest.mark.parametrize("board", sorted(DATASHEET_KIB))
 def test_memory_map_matches_the_datasheet_and_link_ld(board: str, capsys) -> None:
     main(["boards", "--json"])
     row = {r["id"]: r for r in json.loads(capsys.readouterr().out)}[board]
@@ -123,13 +124,18 @@ def test_every_board_builds_and_links(board: str, tiny: Path, tmp_path: Path) ->
         assert code.origin <= entry < code.origin + code.size
 
 
-def test_pico2_image_carries_the_boot_rom_block(tiny: Path, tmp_path: Path) -> None:
-    if _toolchain("rpi-pico2"):
-        pytest.skip("no arm toolchain")
-    build_project(tiny, "rpi-pico2", tmp_path / "p")
+@pytest.mark.parametrize("board, image_type", [("rpi-pico2", "42012110"),
+                                               ("rpi-pico2-riscv", "42010111")])
+def test_pico2_image_carries_the_boot_rom_block(board: str, image_type: str, tiny: Path,
+                                                tmp_path: Path) -> None:
+    if _toolchain(board):
+        pytest.skip("no toolchain")
+    build_project(tiny, board, tmp_path / "p")
     image = (tmp_path / "p" / "firmware.bin").read_bytes()
     start = image.find(bytes.fromhex("d3deffff"))  # PICOBIN_BLOCK_MARKER_START, little-endian
     assert 0 <= start < 4096 - 20
+    # IMAGE_TYPE item: EXE for RP2350, Arm Secure (0x1021) or RISC-V (0x1101); datasheet 5.9.5
+    assert image[start + 4 : start + 8] == bytes.fromhex(image_type)
     assert image[start + 16 : start + 20] == bytes.fromhex("793512ab")  # end marker
 
 

@@ -1,7 +1,7 @@
-/* Raspberry Pi Pico 2 (RP2350, Arm core 0, Secure) bring-up for the benchmark firmware: the
- * IMAGE_DEF block the boot ROM needs, 150 MHz from the 12 MHz crystal through PLL_SYS, clk_peri
- * from clk_sys, and UART0 on GP0 (TX) / GP1 (RX). RP2350 datasheet (boot ROM, clocks, resets,
- * IO and pads chapters); no SDK code or header is used. */
+/* Raspberry Pi Pico 2 (RP2350: Arm core 0 in Secure state, or Hazard3 RISC-V core 0) bring-up
+ * for the benchmark firmware: the IMAGE_DEF block the boot ROM needs, 150 MHz from the 12 MHz
+ * crystal through PLL_SYS, clk_peri from clk_sys, and UART0 on GP0 (TX) / GP1 (RX). RP2350
+ * datasheet (boot ROM, clocks, resets, IO and pads chapters); no SDK code or header is used. */
 #include <stdint.h>
 
 #include "ek_board.h"
@@ -9,10 +9,16 @@
 #define REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 #define CLR(addr) (*(volatile uint32_t *)(uintptr_t)((addr) + 0x3000u)) /* atomic clear alias */
 
-/* Minimum Arm Secure executable IMAGE_DEF (datasheet 5.9.5.1): block start marker, IMAGE_TYPE
- * item (EXE, Secure, Arm, RP2350), LAST item, link to itself, end marker. */
+/* Minimum executable IMAGE_DEF (datasheet 5.9.5): block start marker, IMAGE_TYPE item (EXE,
+ * RP2350; Arm Secure, or RISC-V for the Hazard3 cores, which the boot ROM then switches to),
+ * LAST item, link to itself, end marker. */
+#if defined(__riscv)
+#define EK_IMAGE_TYPE 0x11010142u
+#else
+#define EK_IMAGE_TYPE 0x10210142u
+#endif
 __attribute__((section(".ek_boot_block"), used, aligned(4))) static const uint32_t image_def[5] = {
-    0xFFFFDED3u, 0x10210142u, 0x000001FFu, 0x00000000u, 0xAB123579u};
+    0xFFFFDED3u, EK_IMAGE_TYPE, 0x000001FFu, 0x00000000u, 0xAB123579u};
 
 #define RESETS 0x40020000u
 #define RESET_IO_BANK0 (1u << 6)
@@ -39,6 +45,10 @@ static void unreset(uint32_t bits)
 
 void ek_board_init(void)
 {
+#if defined(__riscv)
+    /* mcycle must count for the benchmark (mcountinhibit, privileged spec; CSR 0x320). */
+    __asm__ volatile(".option push\n.option arch, +zicsr\ncsrw 0x320, zero\n.option pop");
+#endif
     /* Run from the ring oscillator while the crystal and the PLL start. */
     CLK_SYS_CTRL &= ~1u; /* SRC = clk_ref */
     while (CLK_SYS_SELECTED != 1u) {
