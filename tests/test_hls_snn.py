@@ -211,6 +211,20 @@ def test_history_storage_and_the_pipelined_step_interval() -> None:
     assert slow[0].schedule == "pipeline" and slow[1].interval == 2 and fast[1].interval == 1
 
 
+def test_shift_register_flip_flops_are_checked_against_the_part() -> None:
+    """A long delay line over many inputs is cheap in LUTs but not in registers: at reuse 1 it
+    fails the fit on flip-flops, and auto reuse moves it to a RAM ring."""
+    graph = random_snn(4, (512, 4), (250,), ("lif",))
+    _, est, _, _ = plan_snn(graph, HlsOptions(part="xc7a100tcsg324-1", reuse=1))
+    assert est.ff == 512 * 250 + 4 * 32 and est.over() == [("FF", est.ff, 126_800)]
+    with pytest.raises(EdgekitError, match=r"needs 128,128 FF, part has 126,800") as exc:
+        check_fit(est, 1)
+    assert "raise --reuse" in str(exc.value)
+    design, est, _, _ = plan_snn(graph, HlsOptions(part="xc7a100tcsg324-1", reuse="auto"))
+    assert est.fits and design.layers[0].storage == "ring" and est.ff == 0
+    assert est.layers[0].bram18 > 0
+
+
 def test_int8_pipeline_refuses_a_spiking_graph() -> None:
     graph = random_snn(1, (4, 3), (2,), ("lif",))
     with pytest.raises(EdgekitError, match="int8 HLS pipeline"):

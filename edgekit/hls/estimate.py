@@ -72,6 +72,9 @@ class Estimate:
     interval: int = 0
     notes: list[str] = field(default_factory=list)
     unit: str = "inference"  # what one interval delivers: an inference, or a spiking time step
+    # flip-flops holding state the design cannot do without (spiking shift-register histories
+    # and membranes); pipeline registers are not modelled, so 0 leaves FF out of the fit check
+    ff: int = 0
 
     @property
     def dsp(self) -> int:
@@ -99,11 +102,14 @@ class Estimate:
 
     def usage(self) -> dict[str, tuple[int, int]]:
         p = self.part
-        return {
+        out = {
             "DSP": (self.dsp, p.dsp),
             "BRAM18": (self.bram18, p.bram18),
             "LUT": (self.lut, p.lut),
         }
+        if self.ff:
+            out["FF"] = (self.ff, p.ff)
+        return out
 
     def over(self, limit: float = 1.0) -> list[tuple[str, int, int]]:
         return [(r, need, cap) for r, (need, cap) in self.usage().items() if need > cap * limit]
@@ -126,7 +132,9 @@ class Estimate:
             "dsp": self.dsp,
             "bram18": self.bram18,
             "lut": self.lut,
-            "capacity": {"dsp": self.part.dsp, "bram18": self.part.bram18, "lut": self.part.lut},
+            "ff": self.ff,
+            "capacity": {"dsp": self.part.dsp, "bram18": self.part.bram18, "lut": self.part.lut,
+                         "ff": self.part.ff},
             "fits": self.fits,
             "buffers": {
                 "dsp": self.buffer_dsp, "bram18": self.buffer_bram18, "lut": self.buffer_lut,

@@ -142,9 +142,9 @@ def estimate_snn(design: SnnDesign, part: Part, clock_mhz: float) -> Estimate:
         for layer in design.layers
         if layer.storage == "shift"
     )
-    est.notes.append(
-        f"history and membrane registers: {regs:,} flip-flops (not in the LUT column)"
-    )
+    est.ff = regs
+    if regs:
+        est.notes.append("FF: the shift-register histories and the membranes held in registers")
     return est
 
 
