@@ -62,8 +62,9 @@ def flash_commands(build_dir: Path, probe: str | None = None) -> tuple[list[list
         "esp": str(build_dir / "firmware.esp.bin"),
         "probe": probe if probe is not None else (method.probe_default or ""),
     }
-    if "{probe}" in " ".join(method.command) and not values["probe"]:
-        values["probe"] = ""
+    if not values["probe"] and "{probe}" in " ".join(method.command + method.prepare):
+        raise EdgekitError(f"flashing {board.name} needs --probe", str(build_dir),
+                           hint=method.notes or None)
     cmds = []
     if method.prepare:
         cmds.append(_fill(method.prepare, values, method, probe))

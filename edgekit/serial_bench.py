@@ -33,6 +33,10 @@ def _serial() -> Any:
     return serial
 
 
+class NoAnswer(EdgekitError):
+    """The board stayed silent for the whole timeout."""
+
+
 @dataclass
 class BoardLink:
     """One line-based conversation with the firmware."""
@@ -69,7 +73,7 @@ class BoardLink:
                                    hint="a fault report; pc names the instruction (objdump -d)")
             return text
         tail = "\n".join(self.transcript[-5:]) or "(nothing)"
-        raise EdgekitError(
+        raise NoAnswer(
             f"no answer from the board within {self.timeout_s:g} s", self.where,
             hint="is the firmware flashed (edgekit flash DIR) and the port right? "
             f"last lines:\n{tail}",
@@ -91,7 +95,12 @@ def open_link(url: str, baud: int, timeout_s: float, connect_s: float = 10.0) ->
     deadline = time.monotonic() + connect_s
     while True:
         try:
-            port = serial.serial_for_url(url, baudrate=baud, timeout=0.2)
+            port = serial.serial_for_url(url, baudrate=baud, timeout=0.2, do_not_open=True)
+            # DTR/RTS stay released: on boards with auto-reset wiring (ESP32 DevKits) asserting
+            # them on open would hold the chip in reset or send it to its ROM bootloader.
+            port.dtr = False
+            port.rts = False
+            port.open()
             break
         except (serial.SerialException, OSError, ValueError) as exc:
             if not url.startswith("socket://") or time.monotonic() > deadline:
@@ -109,9 +118,22 @@ def _hex_lines(data: bytes) -> list[str]:
 
 
 def _info(link: BoardLink) -> dict[str, str]:
-    link.send("")
-    link.send("info")
-    line = link.expect("EK info")[-1]
+    """Ask until the board answers: it may still be booting (or resetting as the port opens)."""
+    deadline = time.monotonic() + link.timeout_s
+    patience, link.timeout_s = link.timeout_s, 1.0
+    try:
+        while True:
+            link.send("")
+            link.send("info")
+            try:
+                line = link.expect("EK info")[-1]
+                break
+            except NoAnswer as exc:
+                if time.monotonic() > deadline:
+                    exc.what = f"no answer from the board within {patience:g} s"
+                    raise NoAnswer(exc.what, exc.where, exc.hint) from None
+    finally:
+        link.timeout_s = patience
     link.expect("EK ok")
     return dict(p.split("=", 1) for p in line.split()[2:] if "=" in p)
 

@@ -111,3 +111,20 @@ def test_no_board_on_the_port_is_a_clean_error(an386: Path, capsys) -> None:
 def test_model_path_of_bench_still_works(tiny: Path, capsys) -> None:
     assert main(["bench", str(tiny), "--samples", "2"]) == 0
     assert "arena" in capsys.readouterr().out
+
+
+def test_silent_board_times_out_with_what_to_check(an386: Path, capsys) -> None:
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    try:
+        assert main(["bench", str(an386), "--port",
+                     f"socket://127.0.0.1:{server.getsockname()[1]}", "--timeout", "2"]) == 2
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert "no answer from the board within 2 s" in err and "edgekit flash" in err
