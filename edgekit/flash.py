@@ -125,3 +125,20 @@ def run_flash(build_dir: Path, probe: str | None = None, dry_run: bool = False) 
 def argv_port(argv: list[str]) -> str:
     found = re.search(r"tcp:[\d.]+:(\d+)", " ".join(argv))
     return found.group(1) if found else "?"
+
+
+def flash_tools() -> list[dict[str, Any]]:
+    """Each flash tool the boards use: installed or not, which boards, what to install."""
+    from edgekit.targets import list_boards
+
+    tools: dict[str, dict[str, Any]] = {}
+    for name in list_boards():
+        method = load_board(name).flash
+        if method is None:
+            continue
+        row = tools.setdefault(method.command[0], {
+            "tool": method.command[0], "installed": shutil.which(method.command[0]) is not None,
+            "boards": [], "install": install_hint(method.packages),
+        })
+        row["boards"].append(name)
+    return sorted(tools.values(), key=lambda r: r["tool"])

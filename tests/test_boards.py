@@ -318,3 +318,14 @@ def test_missing_flash_tool_names_the_install_command(tmp_path: Path,
 def test_flash_needs_a_build_folder(tmp_path: Path, capsys) -> None:
     assert main(["flash", str(tmp_path), "--dry-run"]) == 2
     assert "edgekit build" in capsys.readouterr().err
+
+
+def test_doctor_lists_the_flash_tools(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))  # nothing installed
+    out = subprocess.run([sys.executable, "-m", "edgekit.cli", "doctor"], capture_output=True,
+                         text=True, env=env, check=True).stdout
+    rows = {line.split()[0]: line for line in out.split("flash tool", 1)[1].splitlines()[1:]}
+    assert "pip install pyocd" in rows["pyocd"] and "nucleo-l4r5zi" in rows["pyocd"]
+    assert "apt-get install picotool" in rows["picotool"]
+    assert "pip install esptool" in rows["esptool.py"]
+    assert "apt-get install openocd" in rows["openocd"]

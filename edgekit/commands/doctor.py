@@ -64,6 +64,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"to enable everything: {_install_line(missing)}")
     else:
         print("every target's toolchain and emulator is installed")
+    from edgekit.flash import flash_tools  # the boards' flash tools (edgekit flash)
+
+    print(f"\n{'flash tool':18s} {'here':5s} boards")
+    for t in flash_tools():
+        print(f"{t['tool']:18s} {mark[t['installed']]:5s} {', '.join(t['boards'])}"
+              + ("" if t["installed"] else f"  ({t['install']})"))
     return 0
 
 
