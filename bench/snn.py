@@ -50,8 +50,8 @@ def run(nets: list[str], rates: list[float], kernels: list[str], target: str, st
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| net | input rate | hidden rates | kernel | instructions / step | per layer | "
-        "state + activations RAM | constants (flash) |",
-        "|---|---|---|---|---:|---|---:|---:|",
+        "synapse events / step | instr. / event | state + activations RAM | constants (flash) |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         kern = r["kernel"] if r["kernel"] != "auto" else "auto: " + ",".join(r["kernels"])
@@ -60,6 +60,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append(
             f"| {r['net']} | {100 * r['input_rate']:.0f}% | {rates} | {kern} | "
             f"{r['instructions_per_step']:,.0f} | {per_layer} | "
+            f"{r['synapse_events_per_step']:,.0f} | "
+            f"{r['instructions_per_step'] / max(r['synapse_events_per_step'], 1.0):.1f} | "
             f"{r['state_bytes']:,} + {r['arena_bytes']:,} B | {r['const_bytes']:,} B |"
         )
     return "\n".join(out)

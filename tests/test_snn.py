@@ -179,6 +179,28 @@ def test_kernels_bit_exact_on_host(
     np.testing.assert_array_equal(np.concatenate([first, model.run(x[90:])]), expect)
 
 
+def test_scatter_flat_lists_by_hand_and_in_c() -> None:
+    from codegen.families.snn import flat_events, flat_layout
+
+    # 3 outputs, 2 inputs, D = 4: input 0 -> out 2 (w -5, d 3), out 0 (w 7, d 1);
+    # input 1 -> out 1 (w 9, d 0). Entries per input sorted by d * 3 + i, weight byte on top.
+    w = np.array([[7, 0], [0, 9], [-5, 0]], np.int8)
+    d = np.array([[1, 0], [0, 0], [3, 0]], np.uint8)
+    got = flat_events(w, d, 4)
+    assert got["starts"].tolist() == [0, 2, 3]
+    assert (got["events"].view(np.uint32)).tolist() == [3 | 7 << 24, 11 | 0xFB << 24, 1 | 9 << 24]
+    assert flat_layout(w, d, 4)
+    # a readout-like layer takes the flat lists, a wide one the grouped pairs; both bit-exact
+    graph = quantize(_random_net(7, [45, 70, 33, 10], 13), "flat")
+    c = compile_snn(graph, kernel="scatter")
+    layouts = [sorted(op.attrs["q"]) for op in c.graph.ops if op.kind == ops.SYNAPSE]
+    assert layouts == [["offsets", "pairs"], ["events", "starts"], ["events", "starts"]]
+    x = np.random.default_rng(7).random((200, 45)) < 0.2
+    model = SnnHostModel(c)
+    model.reset()
+    np.testing.assert_array_equal(model.run(x), GoldenSnn(graph).run(x).output)
+
+
 def test_mixed_kernels_and_hidden_spikes() -> None:
     graph = quantize(_random_net(4, [21, 50, 40, 8], 9), "mixed")
     x = np.random.default_rng(4).random((120, 21)) < 0.25

@@ -91,6 +91,38 @@ def synapse_groups(
     }
 
 
+def flat_events(weights: np.ndarray, delays: np.ndarray, max_delay: int) -> dict[str, np.ndarray]:
+    """Scatter's layout for layers whose (input, delay) groups are tiny: one list per input.
+
+    Input j's synapses are entries starts[j] .. starts[j + 1] - 1, one int32 each: the
+    accumulator index d * n_out + i in the low 24 bits and the weight's two's-complement byte in
+    the top 8. A spike then walks one list instead of opening D mostly empty groups, and the
+    offsets shrink from n_in * D + 1 entries to n_in + 1.
+    """
+    n_out, n_in = weights.shape
+    i_idx, j_idx = np.nonzero(weights)
+    slot = delays[i_idx, j_idx].astype(np.int64) * n_out + i_idx
+    order = np.lexsort((slot, j_idx))
+    w = weights[i_idx, j_idx].astype(np.int64)[order]
+    words = slot[order] | (w & 0xFF) << 24
+    starts = np.concatenate([[0], np.cumsum(np.bincount(j_idx, minlength=n_in))])
+    off_dtype = np.int16 if starts[-1] <= INT16_MAX else np.int32
+    return {"starts": starts.astype(off_dtype), "events": words.astype(np.uint32).view(np.int32)}
+
+
+def flat_layout(weights: np.ndarray, delays: np.ndarray, max_delay: int) -> bool:
+    """Flat lists when groups would average fewer synapses than pairing needs (the same test
+    as paired_layout) and every accumulator index fits 24 bits."""
+    n_out, n_in = weights.shape
+    if max_delay * n_out > 1 << 24:
+        return False
+    i_idx, j_idx = np.nonzero(weights)
+    group = delays[i_idx, j_idx].astype(np.int64) * n_in + j_idx
+    counts = np.bincount(group, minlength=n_in * max_delay)
+    filled = counts[counts > 0]
+    return bool(filled.size) and float(filled.mean()) < PAIRED_MIN_GROUP
+
+
 def paired_layout(counts: np.ndarray) -> bool:
     """Pairs pay off when a non-empty group holds several synapses on average: each pair saves
     about one instruction, each padded entry costs about six."""
@@ -140,7 +172,8 @@ def prepare_scatter(graph: Graph, op: Op) -> None:
     op.attrs["q"] = {}
     op.attrs["state"] = {}
     w, d, dmax = _operands(graph, op)
-    for role, arr in synapse_groups(w, d, dmax).items():
+    layout = flat_events if flat_layout(w, d, dmax) else synapse_groups
+    for role, arr in layout(w, d, dmax).items():
         _const(graph, op, role, arr)
     n_out = int(op.attrs["n_out"])
     _state(graph, op, "ring", (dmax * n_out,), scatter_acc_dtype(w))

@@ -26,6 +26,8 @@ SCATTER_GROUP = 12.0  # scatter: one (spike, delay) group opened, all at the spi
 EVENT_SYNAPSE = 7.0  # one synapse touched by an event (target and weight, load, add, store)
 EVENT_PAIRED = 6.3  # the same with two synapses per word, padding included
 SLOT_NEURON = 5.5  # scatter: hand on and clear one accumulator of the current slot
+FLAT_SPIKE = 15.0  # scatter, flat lists (tiny groups): one input spike's list opened
+FLAT_EVENT = 11.0  # scatter, flat lists: one synapse, with the ring wrap-around test
 CLEAR_NEURON = 0.5  # gather: zeroing one current before accumulating
 STEP_FIXED = 40.0  # call, ring head, copy of the input vector
 
@@ -59,7 +61,7 @@ def input_rates(graph: Graph, rate: float, steps: int = 200, seed: int = 0) -> l
 
 def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
     """Instructions per step of each kernel's synapse op, given per-input spike rates."""
-    from codegen.families.snn import paired_layout
+    from codegen.families.snn import flat_layout, paired_layout
 
     nz = layer.weights != 0
     fanout = nz.sum(axis=0).astype(np.float64)  # non-zero synapses per input
@@ -69,7 +71,12 @@ def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
     np.add.at(counts, layer.delays[i_idx, j_idx].astype(np.int64) * layer.n_in + j_idx, 1)
     per_event = EVENT_PAIRED if layer.n_out <= 256 and paired_layout(counts) else EVENT_SYNAPSE
     spikes = float(rates.sum())
-    events = float((rates * fanout).sum()) * per_event
+    synapses = float((rates * fanout).sum())
+    events = synapses * per_event
+    if flat_layout(layer.weights, layer.delays, dmax):
+        scatter_events = spikes * FLAT_SPIKE + synapses * FLAT_EVENT
+    else:
+        scatter_events = spikes * dmax * SCATTER_GROUP + events
     return {
         "dense": STEP_FIXED + layer.n_out * (DENSE_NEURON + layer.n_in * DENSE_SYNAPSE),
         "gather": STEP_FIXED
@@ -77,11 +84,7 @@ def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
         + dmax * words * ROW_WORD
         + spikes * dmax * GATHER_GROUP
         + events,
-        "scatter": STEP_FIXED
-        + layer.n_out * SLOT_NEURON
-        + words * ROW_WORD
-        + spikes * dmax * SCATTER_GROUP
-        + events,
+        "scatter": STEP_FIXED + layer.n_out * SLOT_NEURON + words * ROW_WORD + scatter_events,
     }
 
 

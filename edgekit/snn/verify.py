@@ -131,6 +131,13 @@ def bench(
         raise AssertionError(f"{target}/{kernel}: emulated output differs from the golden model")
     assert res.instructions is not None and res.layer_instructions is not None
     measured = slice(n_warm * steps, None)
+    # synapse events: every spike of a layer's input times that input's non-zero fan-out, which
+    # any event-driven kernel must touch once; instructions per event say how close it comes
+    inputs = [x.astype(bool), *trace.spikes][: len(layers)]
+    events = sum(
+        float((s[measured].astype(np.float64) @ (layer.weights != 0).sum(axis=0)).mean())
+        for s, layer in zip(inputs, layers, strict=True)
+    )
     report = compiled.report()
     sizes = model.sizes()
     return {
@@ -141,6 +148,7 @@ def bench(
         "steps": steps,
         "instructions_per_step": res.instructions[-1] / steps,
         "layer_instructions_per_step": [v / steps for v in res.layer_instructions[-1]],
+        "synapse_events_per_step": events,
         "state_bytes": report["state_bytes"],
         "arena_bytes": report["arena_bytes"],
         "ram_bytes": report["ram_bytes"],
