@@ -137,14 +137,16 @@ def estimate_snn(design: SnnDesign, part: Part, clock_mhz: float) -> Estimate:
     else:
         est.latency = sum(c.latency + _HANDSHAKE for c in costs)
         est.interval = est.latency
+    # shift layers hold history and membranes in registers; a ring layer with one lane round
+    # its membranes only (several lane rounds keep them in RAM)
     regs = sum(
-        layer.n_in * layer.max_delay + 32 * layer.n_out
+        (layer.n_in * layer.max_delay if layer.storage == "shift" else 0)
+        + (32 * layer.n_out if layer.rounds_lanes == 1 else 0)
         for layer in design.layers
-        if layer.storage == "shift"
     )
     est.ff = regs
     if regs:
-        est.notes.append("FF: the shift-register histories and the membranes held in registers")
+        est.notes.append("FF: shift-register histories and membranes held in registers")
     return est
 
 
