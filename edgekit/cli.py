@@ -27,6 +27,7 @@ examples:
   edgekit verify kws_ref_model.tflite --samples 200         compare with TFLite Micro, byte for byte
   edgekit run kws_ref_model.tflite --input x.npy -o y.npy   a batch through the generated code
   edgekit report kws_ref_model.tflite --json                per-layer MACs, weights, arena
+  edgekit report kws_ref_model.tflite --plot kws.html       arena over the schedule, as a picture
   edgekit inspect build/kws/model.ekir                      the IR, readable
   edgekit bench kws_ref_model.tflite                        arena, flash, speed next to TFLite Micro
   edgekit verify vww_96_int8.tflite --target cortex-m4 --emulate   cross-compiled, run under QEMU
@@ -34,12 +35,21 @@ examples:
   edgekit generate ad01_int8.tflite --target hls-vitis -o build/ad_hls   (= edgekit hls generate)
   edgekit convert ckpt.pt --config model.json -o shd.ekir          spiking net to .ekir
   edgekit generate shd.ekir --target cortex-m4 -o build/shd        spiking C (= snn generate)
+  edgekit export kws_ref_model.tflite --as cmake -o vendor/kws     a library for your firmware
+  edgekit build kws_ref_model.tflite --board nucleo-l4r5zi -o build/kws_nucleo   firmware project
+  edgekit flash build/kws_nucleo --dry-run                         the exact flash command
+  edgekit bench build/kws_nucleo --port /dev/ttyACM0               cycles on the board
+  edgekit doctor                                                   what is installed, what to add
+  eval "$(edgekit completion bash)"                                TAB completion (or zsh, fish)
 
 Every command takes a .tflite or .onnx model or an .ekir file written by edgekit.
 `generate|verify|report --target hls-vitis` run the `hls` subcommands, `convert` is
 `snn convert`, and generate/verify/bench of a spiking .ekir (or with --snn-kernel) run
 the `snn` subcommands.
+Results go to stdout (with --json: exactly one JSON document), errors and progress to
+stderr; progress and colours only on a terminal, never with NO_COLOR set.
 Exit codes: 0 success, 1 verification mismatch, 2 bad input or unsupported model.
+Every command and option, and the JSON formats: docs/cli.md.
 """
 
 
