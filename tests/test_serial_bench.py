@@ -128,3 +128,30 @@ def test_silent_board_times_out_with_what_to_check(an386: Path, capsys) -> None:
         server.close()
     err = capsys.readouterr().err
     assert "no answer from the board within 2 s" in err and "edgekit flash" in err
+
+
+def test_physical_hifive1_image_runs_on_qemus_model_of_the_chip(tiny: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    """The hifive1-revb firmware, unchanged (its board.c clock and pin set-up, the SiFive UART
+    driver, mcycle), on QEMU's FE310 model of the HiFive1 Rev B: the physical board path run
+    for real, reported in cycles at the board clock."""
+    if not (shutil.which("qemu-system-riscv32") and shutil.which("riscv64-unknown-elf-gcc")):
+        pytest.skip("needs qemu-system-riscv32 and riscv64-unknown-elf-gcc")
+    out = tmp_path / "tiny_hifive1"
+    assert build_project(tiny, "hifive1-revb", out).built
+    port = _free_port()
+    qemu = subprocess.Popen(
+        ["qemu-system-riscv32", "-M", "sifive_e,revb=true", "-nographic", "-monitor", "none",
+         "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-icount", "shift=0,sleep=off",
+         "-kernel", str(out / "firmware.elf")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rc, r = _bench_json(capsys, str(out), "--port", f"socket://127.0.0.1:{port}",
+                            "--samples", "2", "--runs", "2")
+    finally:
+        qemu.terminate()
+        qemu.wait(timeout=10)
+    assert rc == 0 and r["bit_exact"]
+    assert r["board_kind"] == "physical" and r["clock_hz"] == 16_000_000
+    assert r["median"]["cycles"] > 0 and r["median"]["ms"] > 0
+    assert [row["kernel"] for row in r["layers"]] == ["rv32", "rv32"]
