@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 SHELLS = ("bash", "zsh", "fish")
 
+# top-level spellings that edgekit.cli.route rewrites to a subcommand path (tested to agree)
+ALIASES = {"convert": "snn convert"}
+
 
 @dataclass
 class Option:
@@ -76,7 +79,16 @@ def command_tree(
             walk(sub, f"{path} {name}".strip())
 
     walk(parser, "")
+    paths = {c.path for c in out}
+    for alias, target in ALIASES.items():
+        if target in paths and alias not in out[0].subcommands:
+            out[0].subcommands[alias] = f"= edgekit {target}"
     return out
+
+
+def _alias_case_bash() -> str:
+    arms = " ".join(f"{_sh_quote(a)}) path={_sh_quote(t)} ;;" for a, t in ALIASES.items())
+    return f'case "$path" in {arms} esac'
 
 
 # --- bash (and zsh through bashcompinit) -------------------------------------------------------
@@ -150,6 +162,7 @@ _edgekit() {{
         esac
         subs=" $(_edgekit_subcommands "$path") "
         case "$subs" in *" $w "*) path="${{path:+$path }}$w" ;; esac
+        {_alias_case_bash()}
     done
     if [ "$skip" -gt 0 ]; then
         local choices
@@ -250,6 +263,8 @@ def fish_script(tree: list[Command]) -> str:
         "        if contains -- $w (__edgekit_subcommands \"$path\")",
         "            set path (string trim -- \"$path $w\")",
         "        end",
+        *[f"        test \"$path\" = {_fish_quote(a)}; and set path {_fish_quote(t)}"
+          for a, t in ALIASES.items()],
         "    end",
         "    echo $path",
         "end",

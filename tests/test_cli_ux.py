@@ -257,6 +257,17 @@ def test_bash_completion_follows_the_parser(tmp_path: Path) -> None:
     assert _bash_complete(script, ["edgekit", "generate", "kw"]) == ["kws.tflite"]
 
 
+def test_completion_aliases_are_the_spellings_route_rewrites(tmp_path: Path) -> None:
+    from edgekit.cli import route
+    from edgekit.completion import ALIASES
+
+    for alias, target in ALIASES.items():
+        assert route([alias, "x"]) == [*target.split(), "x"]
+    script = tmp_path / "edgekit.bash"
+    script.write_text(completion_script("bash", build_parser()))
+    assert _bash_complete(script, ["edgekit", "convert", "ckpt.pt", "--con"]) == ["--config"]
+
+
 def test_every_option_is_in_the_completion_tree() -> None:
     tree = {c.path: c for c in command_tree(build_parser())}
     for path, p in parsers():
