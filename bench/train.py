@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.ir.graph import Graph, Op, Tensor
+from edgekit.ir.graph import Graph
 from edgekit.train import build_training
+from edgekit.train.chain import FloatChain
 from edgekit.train.golden import GoldenTrainer
 from edgekit.train.runners import EmulatedTrainer
 
@@ -38,75 +39,18 @@ GOAL = 1.72  # FP32 / FP16 instructions, the reduced-precision on-device-learnin
 REFERENCE_MAC_PER_CLK = {"conv": 3.11, "dscnn": 0.81}  # 8 cores + 1, from the issue
 
 
-class _Chain:
-    """A float32 chain of layers with He-scaled random weights."""
-
-    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
-        self.name = name
-        self.rng = np.random.default_rng(0)
-        self.tensors: dict[str, Tensor] = {"x": Tensor("x", shape, "float32", None, None)}
-        self.ops: list[Op] = []
-        self.cur = "x"
-
-    def _const(self, shape: tuple[int, ...], fan_in: int) -> str:
-        name = f"c{len(self.tensors)}"
-        data = self.rng.normal(0.0, (2.0 / fan_in) ** 0.5, shape).astype(np.float32)
-        self.tensors[name] = Tensor(name, shape, "float32", None, data)
-        return name
-
-    def _op(self, kind: str, ins: list[str], shape: tuple[int, ...], attrs: dict) -> None:
-        y = f"a{len(self.ops)}"
-        self.tensors[y] = Tensor(y, shape, "float32", None, None)
-        self.ops.append(Op(kind, f"{kind}{len(self.ops)}", [self.cur, *ins], [y], attrs))
-        self.cur = y
-
-    def conv(self, oc: int, k: int, act: str = "relu", depthwise: bool = False) -> None:
-        n, h, w, c = self.tensors[self.cur].shape
-        pad = (k - 1) // 2  # SAME, stride 1
-        attrs: dict[str, Any] = {"stride": [1, 1], "dilation": [1, 1], "pad": [pad, pad],
-                                 "activation": act}  # fmt: skip
-        if depthwise:
-            ins = [self._const((1, k, k, c), k * k), self._const((c,), k * k)]
-            self._op("depthwise_conv2d", ins, (n, h, w, c), {**attrs, "depth_multiplier": 1})
-        else:
-            ins = [self._const((oc, k, k, c), k * k * c), self._const((oc,), k * k * c)]
-            self._op("conv2d", ins, (n, h, w, oc), attrs)
-
-    def head(self, classes: int) -> None:
-        n, h, w, c = self.tensors[self.cur].shape
-        pool = {"filter": [h, w], "stride": [1, 1], "pad": [0, 0], "activation": "none"}
-        self._op("avg_pool2d", [], (n, 1, 1, c), pool)
-        spec = f"c{len(self.tensors)}"
-        self.tensors[spec] = Tensor(spec, (2,), "int32", None, np.array([1, c], np.int32))
-        self._op("reshape", [spec], (1, c), {"shape": [1, c]})
-        ins = [self._const((classes, c), c), self._const((classes,), c)]
-        self._op("fully_connected", ins, (1, classes), {"activation": "none"})
-
-    def graph(self) -> Graph:
-        g = Graph(self.name, self.tensors, self.ops, ["x"], [self.cur], {"source_format": "bench"})
-        g.validate()
-        return g
-
-
 def conv_layer() -> Graph:
-    c = _Chain("conv3x3", (1, 16, 16, 16))
-    c.conv(16, 3, act="none")
-    return c.graph()
+    return FloatChain((1, 16, 16, 16)).conv(16, 3, pad=1, act="none").graph("conv3x3")
 
 
 def pw_then_conv() -> Graph:
-    c = _Chain("pw_conv3x3", (1, 16, 16, 16))
-    c.conv(16, 1)
-    c.conv(16, 3, act="none")
-    return c.graph()
+    c = FloatChain((1, 16, 16, 16)).conv(16, 1).conv(16, 3, pad=1, act="none")
+    return c.graph("pw_conv3x3")
 
 
 def dscnn_tail() -> Graph:
-    c = _Chain("dscnn_tail", (1, 25, 5, 64))
-    c.conv(64, 3, depthwise=True)
-    c.conv(64, 1)
-    c.head(12)
-    return c.graph()
+    c = FloatChain((1, 25, 5, 64)).dwconv(3, pad=1).conv(64, 1)
+    return c.global_pool().flatten().fc(12).graph("dscnn_tail")
 
 
 CONFIGS = {

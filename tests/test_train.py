@@ -20,8 +20,9 @@ import pytest
 
 from edgekit.errors import EdgekitError
 from edgekit.ir import serialize
-from edgekit.ir.graph import Graph, Op, Tensor
+from edgekit.ir.graph import Graph
 from edgekit.train import build_training
+from edgekit.train.chain import FloatChain
 from edgekit.train.golden import GoldenTrainer
 from edgekit.train.runners import HostTrainer
 from tests.test_fp16 import _require  # skips when a target's tools are missing
@@ -30,84 +31,10 @@ H, W, C_IN = 6, 5, 3
 CLASSES = 4
 
 
-class _Chain:
-    """A float32 chain of layers, each reading the previous output."""
-
-    def __init__(self, seed: int, shape: tuple[int, ...]) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.tensors: dict[str, Tensor] = {}
-        self.ops: list[Op] = []
-        self.x = self._t("x", shape)
-        self.cur = self.x
-
-    def _t(self, name: str, shape: tuple, data: Any = None, dtype: str = "float32") -> str:
-        self.tensors[name] = Tensor(name, tuple(shape), dtype, None, data)
-        return name
-
-    def _const(self, shape: tuple[int, ...], scale: float) -> str:
-        data = self.rng.normal(0.0, scale, shape).astype(np.float32)
-        return self._t(f"c{len(self.tensors)}", shape, data)
-
-    def _op(self, kind: str, ins: list[str], shape: tuple[int, ...], attrs: dict) -> None:
-        y = self._t(f"a{len(self.ops)}", shape)
-        self.ops.append(Op(kind, f"{kind}{len(self.ops)}", [self.cur, *ins], [y], attrs))
-        self.cur = y
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.tensors[self.cur].shape
-
-    def conv(self, oc: int, k: int, stride: int = 1, pad: int = 0, act: str = "relu") -> None:
-        n, h, w, ic = self.shape
-        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        ins = [self._const((oc, k, k, ic), (k * k * ic) ** -0.5), self._const((oc,), 0.1)]
-        attrs = {"stride": [stride, stride], "dilation": [1, 1], "pad": [pad, pad],
-                 "activation": act}  # fmt: skip
-        self._op("conv2d", ins, (n, oh, ow, oc), attrs)
-
-    def dwconv(self, k: int, mult: int = 1, stride: int = 1, pad: int = 0, act: str = "relu"):
-        n, h, w, c = self.shape
-        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        ins = [self._const((1, k, k, c * mult), 1.0 / k), self._const((c * mult,), 0.1)]
-        attrs = {"stride": [stride, stride], "dilation": [1, 1], "pad": [pad, pad],
-                 "activation": act, "depth_multiplier": mult}  # fmt: skip
-        self._op("depthwise_conv2d", ins, (n, oh, ow, c * mult), attrs)
-
-    def pool(self, kind: str, k: int, stride: int, pad: int = 0) -> None:
-        n, h, w, c = self.shape
-        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        attrs = {"filter": [k, k], "stride": [stride, stride], "pad": [pad, pad],
-                 "activation": "none"}  # fmt: skip
-        self._op(kind, [], (n, oh, ow, c), attrs)
-
-    def global_pool(self) -> None:
-        n, h, w, c = self.shape
-        attrs = {"filter": [h, w], "stride": [1, 1], "pad": [0, 0], "activation": "none"}
-        self._op("avg_pool2d", [], (n, 1, 1, c), attrs)
-
-    def flatten(self) -> None:
-        size = int(np.prod(self.shape))
-        spec = self._t(f"c{len(self.tensors)}", (2,), np.array([1, size], np.int32), "int32")
-        self._op("reshape", [spec], (1, size), {"shape": [1, size]})
-
-    def fc(self, units: int, act: str = "none") -> None:
-        depth = self.shape[-1]
-        ins = [self._const((units, depth), depth**-0.5), self._const((units,), 0.1)]
-        self._op("fully_connected", ins, (self.shape[0], units), {"activation": act})
-
-    def softmax(self) -> None:
-        self._op("softmax", [], self.shape, {"beta": 1.0})
-
-    def graph(self, name: str) -> Graph:
-        g = Graph(name, self.tensors, self.ops, [self.x], [self.cur], {"source_format": "test"})
-        g.validate()
-        return g
-
-
 def kws_like(seed: int = 0, softmax: bool = True) -> Graph:
     """conv 3x3 + relu, pointwise conv + relu, global average pool, reshape, fc (+ softmax):
     the shape of a DS-CNN keyword spotter's last layers, small enough for seconds under QEMU."""
-    c = _Chain(seed, (1, H, W, C_IN))
+    c = FloatChain((1, H, W, C_IN), seed)
     c.conv(8, 3, pad=1)
     c.conv(6, 1, act="relu6")
     c.global_pool()
@@ -121,7 +48,7 @@ def kws_like(seed: int = 0, softmax: bool = True) -> Graph:
 def conv_net(seed: int = 0, stride: int = 1, pad: int = 1, k: int = 3) -> Graph:
     """Two kxk convolutions, a pointwise one, pool, fc: trained whole, so the im2col of the
     first layer reads the model input and the second one needs col2im for its input gradient."""
-    c = _Chain(seed, (1, 7, 6, 3))
+    c = FloatChain((1, 7, 6, 3), seed)
     c.conv(5, k, stride=stride, pad=pad)
     c.conv(6, k, stride=stride, pad=pad, act="relu6")
     c.conv(4, 1)
@@ -133,7 +60,7 @@ def conv_net(seed: int = 0, stride: int = 1, pad: int = 1, k: int = 3) -> Graph:
 
 def ds_net(seed: int = 0) -> Graph:
     """Depthwise-separable blocks with every pooling kind between them, trained whole."""
-    c = _Chain(seed, (1, 9, 8, 2))
+    c = FloatChain((1, 9, 8, 2), seed)
     c.conv(4, 3, stride=2, pad=1)
     c.dwconv(3, pad=1)
     c.conv(4, 1)
@@ -148,7 +75,7 @@ def ds_net(seed: int = 0) -> Graph:
 
 def mlp(seed: int = 0) -> Graph:
     """fc + relu, fc + relu, fc: three trainable layers on a flat input."""
-    c = _Chain(seed, (1, 12))
+    c = FloatChain((1, 12), seed)
     c.fc(10, "relu")
     c.fc(8, "relu")
     c.fc(3)
@@ -464,7 +391,7 @@ def test_training_errors_in_the_api() -> None:
     with pytest.raises(EdgekitError, match="rounds to 0"):
         build_training(mlp(), "fp16", 1, optimizer="sgd:lr=1e-9")
     with pytest.raises(EdgekitError, match="cross-entropy needs logits"):
-        c = _Chain(0, (1, 8))
+        c = FloatChain((1, 8), 0)
         c.fc(3, "relu")
         build_training(c.graph("relu_head"), "fp16", 1)
 
