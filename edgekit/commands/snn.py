@@ -214,7 +214,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise EdgekitError(
             f"verifying target '{args.target}' needs --emulate", hint="or use --target host"
         )
-    where = f"{args.target}{' (emulated)' if args.emulate else ''}"
+    where = f"{args.target}{' (emulated) + host' if args.emulate else ''}"
     results = [
         verify(graph, args.target, k, args.emulate, args.steps, _rate(args.input_rate), args.seed)
         for k in track(_kernels(args.snn_kernel), f"verifying kernel choices on {where}")
@@ -226,6 +226,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             status = "bit-exact" if r["match"] else (
                 f"MISMATCH in {r['mismatched_steps']} steps, first at step "
                 f"{r['first_mismatch_step']}"
+                + ("" if r["host_match"] else " (the host C differs too)")
             )  # fmt: skip
             print(
                 f"{where:24s} kernels {','.join(r['kernels']):26s} {r['steps']} steps "

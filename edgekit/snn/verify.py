@@ -2,8 +2,9 @@
 
 * `compare_float`: the float network against its quantised golden model on random spike trains
   (readout argmax agreement, spike counts per layer).
-* `verify`: generated C (host via cffi, or emulated) against the golden model, bit for bit, over
-  one long spike train with a reset in the middle so state carry-over and reset are both covered.
+* `verify`: generated C against the golden model, bit for bit, on the host via cffi and, emulated,
+  also under QEMU, over one long spike train with a reset in the middle so state carry-over and
+  reset are both covered.
 * `bench`: executed instructions per time step under QEMU, per kernel, plus RAM and flash.
 """
 
@@ -77,26 +78,29 @@ def verify(
     expect = golden.run(x[:half]).output
     golden.reset()
     expect = np.concatenate([expect, golden.run(x[half:]).output])
+    from edgekit.snn.host import SnnHostModel
+
     compiled = compile_snn(graph, target, kernel, rate, harness_steps=chunk)
+    # the same kernels on the host as well, so an emulated verify checks golden == host == target
+    host_c = compiled if not emulate else compile_snn(graph, "host", compiled.kernels, rate)
+    model = SnnHostModel(host_c)
+    model.reset()
+    first = model.run(x[:half])
+    model.reset()
+    host = np.concatenate([first, model.run(x[half:])])
+    got = host
     if emulate:
         from edgekit.snn.emulated import SnnEmulatedModel
 
         got = SnnEmulatedModel(compiled).run(x, reset_at={half // chunk}).output
-    else:
-        from edgekit.snn.host import SnnHostModel
-
-        model = SnnHostModel(compiled)
-        model.reset()
-        first = model.run(x[:half])
-        model.reset()
-        got = np.concatenate([first, model.run(x[half:])])
-    bad = np.nonzero(np.any(got != expect, axis=1))[0]
+    bad = np.nonzero(np.any(got != expect, axis=1) | np.any(host != expect, axis=1))[0]
     return {
         "target": target,
         "emulated": emulate,
         "kernels": compiled.kernels,
         "steps": steps,
         "match": bad.size == 0,
+        "host_match": bool(np.array_equal(host, expect)),
         "mismatched_steps": int(bad.size),
         "first_mismatch_step": int(bad[0]) if bad.size else None,
     }
