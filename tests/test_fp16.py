@@ -467,6 +467,11 @@ def _zoo_fixed(seed: int = ZOO_SEED) -> _Builder:
     conv((1, 9, 7, 3), 3, 2, 19, True, "relu6")
     conv((1, 6, 6, 5), 3, 1, 64, True, "relu_n1_to_1", d=2)
     conv((1, 10, 4, 1), 4, 2, 33, True, "relu")
+    # dilation along the height only, batch 2: the clipped gather's range of filter rows
+    b.conv({"input": (2, 7, 5, 4), "kh": 3, "kw": 2, "sh": 1, "sw": 1, "dh": 2, "dw": 1,
+            "same": True, "oc": 10, "mult": 1, "bias": True, "act": "none"})  # fmt: skip
+    # filter rows of more than 128 bytes: the in-image gather copies each in several vectors
+    conv((1, 5, 5, 24), 3, 1, 6, True, "relu")
     for ch, mult, stride in ((16, 1, 1), (32, 1, 2), (8, 1, 1), (5, 2, 1)):
         b.conv({"input": (1, 7, 6, ch), "kh": 3, "kw": 3, "sh": stride, "sw": stride, "dh": 1,
                 "dw": 1, "same": stride == 1, "oc": 0, "mult": mult, "bias": True,
