@@ -63,3 +63,36 @@ def test_bench_reports_exact_counts_as_json() -> None:
     assert first["macs"] == 264_192  # the published MAC count of the AD autoencoder
     assert sum(layer["instructions"] for layer in first["layers"]) <= first["instructions"]
     assert sum(layer["macs"] for layer in first["layers"]) == first["macs"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_cli_verify_int8_on_rv32imc_under_qemu() -> None:
+    """Issue 4's command line: `edgekit verify kws_ref_model.tflite --target rv32imc --emulate`."""
+    _require("rv32imc")
+    done = _cli("verify", str(mlperf_model("kws")), "--target", "rv32imc", "--emulate",
+                "--samples", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "bit-exact" in done.stdout and "rv32imc" in done.stdout
+
+
+def test_cli_bench_fp16_next_to_fp32() -> None:
+    """Issue 4's `edgekit bench MODEL --precision fp16 --target cortex-m55 --compare fp32`."""
+    _require("cortex-m55")
+    path = mlperf_model("ad").with_name("ad01_fp32.tflite")
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    done = _cli("bench", str(path), "--precision", "fp16", "--target", "cortex-m55",
+                "--compare", "fp32", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    res = json.loads(done.stdout)
+    assert res["target"] == "cortex-m55"
+    fp16, fp32 = res["precisions"]["fp16"], res["precisions"]["fp32"]
+    for r in (fp16, fp32):
+        assert r["macs"] == 264_192 and r["instructions"] > 0 and r["flash_bytes"] > 0
+    # activations take 2 bytes instead of 4: the arena plan of the same graph halves exactly
+    assert 2 * fp16["arena_bytes"] == fp32["arena_bytes"]
