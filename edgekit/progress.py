@@ -41,6 +41,11 @@ def paint(text: str, style: str, stream: TextIO | None = None) -> str:
     return f"\033[{STYLES[style]}m{text}\033[0m"
 
 
+# one bar or spinner at a time: rich refuses a second live display, and a plain counter inside
+# a spinner would garble its line, so whatever starts while one is showing stays silent
+_showing = False
+
+
 def _rich_console() -> Any | None:
     try:
         from rich.console import Console
@@ -59,8 +64,11 @@ class Progress:
     def __init__(
         self, label: str, total: int | None, enabled: bool | None = None, unit: str = ""
     ) -> None:
+        global _showing
         self.label, self.total, self.unit = label, total, unit
         self.enabled = interactive() if enabled is None else enabled
+        if _showing:
+            self.enabled = False  # inside another bar or spinner
         if total is not None and total <= 1:
             self.enabled = False  # one step has nothing to show
         self.last = 0.0
@@ -85,6 +93,7 @@ class Progress:
                     console=console,
                     transient=True,
                 )
+                _showing = True
                 self._bar.start()
                 self._task = self._bar.add_task(f"{label} ({unit})" if unit else label,
                                                 total=total)
@@ -112,9 +121,11 @@ class Progress:
 
     def close(self) -> None:
         """Take the bar off the terminal; safe to call twice, and after the last update."""
+        global _showing
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+            _showing = False
         elif self.enabled:
             sys.stderr.write("\n")  # a plain counter interrupted before its last step
             sys.stderr.flush()
@@ -124,20 +135,27 @@ class Progress:
 @contextmanager
 def status(label: str, enabled: bool | None = None) -> Iterator[None]:
     """A spinner (rich) or a `label...` line for one step with no count, erased when done."""
+    global _showing
     on = interactive() if enabled is None else enabled
-    if not on:
+    if not on or _showing:
         yield
         return
     console = _rich_console() if interactive() else None
     if console is not None:
-        with console.status(label):
-            yield
+        _showing = True
+        try:
+            with console.status(label):
+                yield
+        finally:
+            _showing = False
         return
     sys.stderr.write(f"{label}...")
     sys.stderr.flush()
+    _showing = True
     try:
         yield
     finally:
+        _showing = False
         # erase the line so the command's own output starts on a clean line
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()

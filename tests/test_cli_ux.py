@@ -31,15 +31,16 @@ def edgekit(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           text=True, env=env, timeout=600)
 
 
-def on_a_terminal(*args: str, no_color: bool = False) -> tuple[str, str]:
-    """Run edgekit with stderr on a pseudo-terminal and stdout on a pipe: (stdout, stderr)."""
+def on_a_terminal(*args: str, no_color: bool = False,
+                  command: list[str] | None = None) -> tuple[str, str]:
+    """Run edgekit (or `command`) with stderr on a pseudo-terminal and stdout on a pipe."""
     env = {k: v for k, v in os.environ.items() if k not in {"NO_COLOR", "TERM"}}
     env["TERM"] = "xterm-256color"
     if no_color:
         env["NO_COLOR"] = "1"
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", *args], stdout=subprocess.PIPE,
-                            stderr=slave, env=env)
+    proc = subprocess.Popen(command or [sys.executable, "-m", "edgekit.cli", *args],
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
     err = b""
     while True:
@@ -122,6 +123,22 @@ def test_progress_and_colour_on_a_terminal_and_not_with_no_color(models: dict[st
     out, err = on_a_terminal(*args, no_color=True)
     assert json.loads(out)["ok"] is True
     assert err == ""
+
+
+def test_a_bar_inside_a_spinner_stays_silent_on_a_terminal() -> None:
+    # rich allows one live display at a time: a calibration bar inside a `quantize --search`
+    # spinner must neither raise nor draw over it
+    prog = ("from edgekit.progress import Progress, status, track\n"
+            "with status('outer'):\n"
+            "    assert sum(track(range(50), 'inner')) == 1225\n"
+            "    with status('nested'):\n"
+            "        pass\n"
+            "for _ in track(range(5), 'after'):\n"
+            "    pass\n"
+            "print('ok')\n")
+    out, err = on_a_terminal(command=[sys.executable, "-c", prog])
+    assert out == "ok\n" and "outer" in err and "after" in err
+    assert "inner" not in err and "nested" not in err
 
 
 def test_paint_and_interactive_follow_tty_no_color_and_dumb(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
+from edgekit.progress import status
 
 EPILOG = """\
 examples:
@@ -94,6 +95,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         sigmas=args.sigmas,
         input_range=tuple(args.input_range) if args.input_range else None,
         limit=args.limit,
+        equalize=args.equalize,
     )
     t0 = time.monotonic()
     graph, _ = load_model(args.model, args.name)
@@ -104,7 +106,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             raise EdgekitError("--search scores candidates on calibration data",
                                str(args.model), "give --calib DATA")
         budget = Budget(_bytes(args.flash_budget), _bytes(args.ram_budget))
-        qgraph = search(graph, args.calib, cfg, budget, where=str(args.model))
+        with status("searching per-layer estimators and granularities"):
+            qgraph = search(graph, args.calib, cfg, budget, where=str(args.model))
     else:
         qgraph = quantize(graph, args.calib, cfg, data_free=args.data_free,
                           where=str(args.model))
@@ -117,7 +120,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
         fg = prepare(graph)
         source = args.calib if args.calib is not None else [synthetic_inputs(fg, cfg)]
-        check = _check_sqnr(fg, qgraph, source, args.check, synthetic=args.calib is None)
+        with status(f"checking SQNR against the float model on {args.check} samples (TFLM)"):
+            check = _check_sqnr(fg, qgraph, source, args.check, synthetic=args.calib is None)
         q = qgraph.meta["quantization"]
         q["layers"] = check.pop("layers")
         q["layer_samples"] = check["samples"]
@@ -140,6 +144,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     }.get(q["ranges_from"], f"{q['samples']} calibration samples, "
           + ("per-layer choices (--search)" if "search" in q else f"{q['method']} ranges"))
     print(f"quantized {len(qgraph.ops)} ops in {elapsed:.2f} s from {how}")
+    eq = q.get("equalization")
+    if eq and eq["pairs"]:
+        verdict = "applied" if eq["applied"] else "not applied"
+        why = (f" ({eq['sqnr_db_with']:.2f} dB with, {eq['sqnr_db_without']:.2f} dB without, on "
+               f"{eq['scored_on']})" if "sqnr_db_with" in eq else "")
+        print(f"cross-layer equalisation of {len(eq['pairs'])} layer pair(s): {verdict}{why}")
     if "search" in q:
         from edgekit.quantize.search import format_search
 
@@ -280,6 +290,9 @@ def register(add: Any) -> None:
                    help="re-centre each output channel for its weight rounding error")
     p.add_argument("--input-range", type=float, nargs=2, metavar=("LO", "HI"),
                    help="data-free: the range of the model input (default -1 1)")
+    p.add_argument("--equalize", choices=["auto", "on", "off"], default="auto",
+                   help="cross-layer weight equalisation: auto (data-free only, kept when it "
+                   "scores better on synthetic inputs), on, off")
     p.add_argument("--sigmas", type=float, default=6.0,
                    help="data-free: range = mean +- SIGMAS * std (default 6)")
     p.add_argument("--act", choices=["int8", "int16"], default="int8",
