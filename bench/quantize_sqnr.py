@@ -4,6 +4,9 @@ int8 files.
     python bench/quantize_sqnr.py                       # all four models, every method
     python bench/quantize_sqnr.py --models vww --methods minmax --json
 
+"search" is `quantize --search` without a budget: its SQNR is scored on calibration samples while
+choosing, and measured here, like every other row, on the separate evaluation inputs.
+
 Calibration and evaluation inputs are drawn uniformly from each official int8 model's input range
 (different seeds). SQNR is that of the dequantized int8 output against edgekit's float reference
 of the float model, on the same evaluation inputs: ours runs as generated C on the host, the
@@ -37,6 +40,7 @@ from edgekit.quantize import (  # noqa: E402
     quantize_array,
     sqnr_db,
 )
+from edgekit.quantize.search import search  # noqa: E402
 from edgekit.reference.float_ref import FloatModel  # noqa: E402
 from edgekit.reference.tflm import run_tflm  # noqa: E402
 from edgekit.runners.host import HostModel  # noqa: E402
@@ -54,6 +58,8 @@ VARIANTS = {
     "percentile": QuantConfig(method="percentile"),
     "mse": QuantConfig(method="mse"),
     "mse+bc": QuantConfig(method="mse", bias_correction=True),
+    # --search: per-layer estimator and dense granularity, scored in TFLM (no budget)
+    "search": QuantConfig(method="minmax"),
 }
 GOAL_SECONDS = 20.0
 
@@ -82,7 +88,10 @@ def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int) -> lis
     rows = []
     for name in variants:
         t0 = time.perf_counter()
-        q = quantize(fg, [cal], VARIANTS[name], progress=False)
+        if name == "search":
+            q = search(fg, [cal], VARIANTS[name], progress=False)
+        else:
+            q = quantize(fg, [cal], VARIANTS[name], progress=False)
         seconds = time.perf_counter() - t0
         qi = q.tensor(q.inputs[0]).quant
         feeds = [[quantize_array(x, qi)] for x in test]

@@ -227,21 +227,71 @@ def test_search_reports_its_choices_and_keeps_the_budget(
     kept = [st for st in s["steps"] if st["kept"]]
     assert all(st["gain_db"] >= 0.05 for st in kept)
     assert len(kept) == len(s["methods"]) + len(s["dense_per_channel"])
-    # the result's figures, recomputed here: the compiled size, and the SQNR on the first 8
+    # the result's figures, recomputed here: the compiled size, and the SQNR on the first 16
     # calibration samples with TFLM running the exported model
     c = compile_graph(q)
     flash = sum(t.nbytes for t in c.graph.tensors.values() if t.is_const)
     assert flash == s["result"]["flash"] <= 64 * 1024
     fg = read_onnx(model.read_bytes(), str(model), "cnn")
-    xs = np.load(calib)["x"][:8].transpose(0, 2, 3, 1)[:, None]
-    ref = FloatModel(fg).run([xs])[0].reshape(8, -1)
+    xs = np.load(calib)["x"][:16].transpose(0, 2, 3, 1)[:, None]
+    ref = FloatModel(fg).run([xs])[0].reshape(16, -1)
     o = q.tensor(q.outputs[0])
     got = run_tflm(export_tflite(q), [[quantize_array(x, q.tensor(q.inputs[0]).quant)]
                                       for x in xs])
-    deq = np.stack([dequantize_array(np.asarray(g[0]), o.quant) for g in got]).reshape(8, -1)
+    deq = np.stack([dequantize_array(np.asarray(g[0]), o.quant) for g in got]).reshape(16, -1)
     assert s["result"]["sqnr_db"] == pytest.approx(sqnr_db(ref, deq), abs=0.01)
     # a budget the smallest int8 model does not fit is one error, and nothing is written
     assert main(["quantize", str(model), "--calib", str(calib), "--search", "--flash-budget",
                  "1k", "-o", str(tmp_path / "tiny.ekir")]) == 2
     assert "over the budget" in capsys.readouterr().err
     assert not (tmp_path / "tiny.ekir").exists()
+
+
+def _imbalanced() -> Graph:
+    """conv -> ReLU -> conv where conv 1's output channels are scaled by factors from 1/30 to
+    30 and conv 2's inputs by the inverse: the float function of a balanced network, with an
+    activation between them that one per-tensor int8 scale cannot cover. What cross-layer
+    equalisation is for."""
+    b = OnnxBuilder(7)
+    rng = np.random.default_rng(7)
+    d = np.array([1, 30, 1 / 30, 5, 0.2, 12, 1 / 12, 2], np.float32)
+    w1 = rng.normal(size=(8, 3, 3, 3)).astype(np.float32) / 5 * d[:, None, None, None]
+    b1 = rng.normal(0, 0.1, 8).astype(np.float32) * d
+    w2 = rng.normal(size=(8, 8, 3, 3)).astype(np.float32) / 8 / d[None, :, None, None]
+    c1 = b.node("Relu", [b.node("Conv", [X, b.const(w1), b.const(b1)], pads=[1, 1, 1, 1])])
+    c2 = b.node("Relu", [b.node("Conv", [c1, b.const(w2), b.w(8)], pads=[1, 1, 1, 1])])
+    f = b.node("Flatten", [b.node("GlobalAveragePool", [c2])])
+    y = b.node("Gemm", [f, b.w(10, 8), b.w(10)], transB=1)
+    return read_onnx(b.model({X: [1, 3, 16, 16]}, [y]).SerializeToString(), "imb.onnx", "imb")
+
+
+def test_equalisation_keeps_the_float_model_and_helps_int8() -> None:
+    from edgekit.quantize.equalize import equalize
+    from edgekit.quantize.quantizer import prepare
+
+    g = prepare(_imbalanced())
+    eq = copy.deepcopy(g)
+    pairs = equalize(eq)
+    assert [p["pair"] for p in pairs] == [["op0_conv2d", "op2_conv2d"]]
+    assert max(pairs[0]["channel_range_spread_after"]) < 3 < \
+        max(pairs[0]["channel_range_spread_before"])
+    x = [np.random.default_rng(8).uniform(-1, 1, (16, 1, 16, 16, 3)).astype(np.float32)]
+    np.testing.assert_allclose(FloatModel(eq).run(x)[0], FloatModel(g).run(x)[0],
+                               rtol=1e-4, atol=1e-5)
+
+    def held_out_db(mode: str) -> tuple[float, Graph]:
+        q = quantize(g, None, QuantConfig(equalize=mode), data_free=True, progress=False)
+        ref = FloatModel(g).run(x)[0].reshape(16, -1)
+        o = q.tensor(q.outputs[0])
+        got = run_tflm(export_tflite(q), [[quantize_array(v, q.tensor(q.inputs[0]).quant)]
+                                          for v in x[0]])
+        deq = np.stack([dequantize_array(np.asarray(r[0]), o.quant) for r in got])
+        return sqnr_db(ref, deq.reshape(16, -1)), q
+
+    off, _ = held_out_db("off")
+    on, _ = held_out_db("on")
+    assert on > off + 3.0
+    auto_db, auto = held_out_db("auto")
+    info = auto.meta["quantization"]["equalization"]
+    assert info["applied"] == (info["sqnr_db_with"] > info["sqnr_db_without"])
+    assert auto_db == pytest.approx(on if info["applied"] else off, abs=1e-6)

@@ -43,7 +43,7 @@ def layer_stats(fgraph: Graph, qgraph: Graph, batch: list[np.ndarray]) -> list[d
     (N, *IR shape) per input; N should be small (each sample is one TFLM run).
     """
     from edgekit.export.tflite import export_tflite
-    from edgekit.reference.tflm import tflm_all_tensors
+    from edgekit.reference.tflm import run_tflm
 
     order = [n for n in qgraph.inputs] + [op.outputs[0] for op in qgraph.ops]
     wanted = {n for n in order if n in fgraph.tensors and qgraph.tensor(n).dtype == "int8"
@@ -55,16 +55,21 @@ def layer_stats(fgraph: Graph, qgraph: Graph, batch: list[np.ndarray]) -> list[d
             floats[name] = np.array(value)
 
     FloatModel(fgraph).run(batch, keep)
-    model = export_tflite(qgraph)
-    index = {n: i for i, n in enumerate(qgraph.meta.get("tflite_tensor_names", qgraph.tensors))}
+    names = list(qgraph.meta.get("tflite_tensor_names", qgraph.tensors))
+    model, listed = _every_tensor_an_output(export_tflite(qgraph), [names.index(n)
+                                                                   for n in sorted(wanted)])
     in_quant = [qgraph.tensor(n).quant for n in qgraph.inputs]
     samples = batch[0].shape[0]
+    feeds = [[quantize_array(b[k], q) for b, q in zip(batch, in_quant, strict=True)]
+             for k in range(samples)]
     ints: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
-    for k in range(samples):
-        feed = [quantize_array(b[k], q) for b, q in zip(batch, in_quant, strict=True)]
-        values = tflm_all_tensors(model, feed)
+    # one interpreter for all samples; TFLM keeps every listed tensor alive as a graph output
+    for feed, outs in zip(feeds, run_tflm(model, feeds), strict=True):
+        by_index = dict(zip(listed, outs, strict=True))
+        for k, n in enumerate(qgraph.inputs):
+            by_index[names.index(n)] = feed[k]
         for n in wanted:
-            ints[n].append(np.asarray(values[index[n]]))
+            ints[n].append(np.asarray(by_index[names.index(n)]))
     kind = {op.outputs[0]: op.kind for op in qgraph.ops}
     rows = []
     for n in order:
@@ -89,6 +94,22 @@ def layer_stats(fgraph: Graph, qgraph: Graph, batch: list[np.ndarray]) -> list[d
             "sqnr_db": _db(sqnr_db(ref, got.reshape(samples, -1))),
         })
     return rows
+
+
+def _every_tensor_an_output(model: bytes, tensors: list[int]) -> tuple[bytes, list[int]]:
+    """The model with these tensors (graph inputs excepted) added to its outputs, and the
+    output list in order. TFLM reuses dead intermediates' memory; outputs stay alive."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgekit.frontends.tflite_writer import pack_model
+
+    parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    sg = parsed.subgraphs[0]
+    outputs = [int(t) for t in sg.outputs]
+    inputs = {int(t) for t in sg.inputs}
+    outputs += [t for t in tensors if t not in outputs and t not in inputs]
+    sg.outputs = outputs
+    return pack_model(parsed), outputs
 
 
 def format_layers(info: dict[str, Any], graph: Graph) -> str:
