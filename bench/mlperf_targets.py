@@ -31,8 +31,10 @@ TARGETS = [
     "cortex-m7",
     "cortex-m33",
     "cortex-m55",
+    "cortex-m85",
     "rv32imc",
     "rv32imc-zve32x",
+    "rv32-zfh-v",
 ]
 DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf-tiny"
 
