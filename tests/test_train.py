@@ -187,15 +187,9 @@ def test_depthwise_and_pooling_train_step_equals_golden(precision: str) -> None:
 
 
 def _unpack(build: Any, blob: bytes) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    dt = np.dtype(build.spec.dtype)
-    a = np.frombuffer(blob, dt)
-    ws, bs, at = [], [], 0
-    for layer in build.spec.layers:
-        n = layer.units * layer.depth
-        ws.append(a[at : at + n].reshape(layer.depth, layer.units).T.copy())
-        bs.append(a[at + n : at + n + layer.units].copy())
-        at += n + layer.units
-    return ws, bs
+    gt = GoldenTrainer(build.spec)
+    gt.load_weights(blob)
+    return gt.w, gt.b
 
 
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
@@ -444,3 +438,17 @@ def test_cli_generate_and_report(model_file: Path, tmp_path: Path) -> None:
                     "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["training"]["precision"] == "fp32"
+
+
+@pytest.mark.emulated
+def test_example_trains_on_the_emulated_mcu() -> None:
+    _require("rv32-zfh-v")
+    example = Path(__file__).resolve().parents[1] / "examples" / "odl_kws.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), "--epochs", "2", "--samples", "8"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "equal the golden model bit for bit" in proc.stdout
+    means = [float(line.split()[-1]) for line in proc.stdout.splitlines() if "mean loss" in line]
+    assert len(means) == 2 and means[1] < means[0]

@@ -339,6 +339,18 @@ class GoldenTrainer:
                 self.b[d] = g.fma(self.neg_lr, gbs[d], self.b[d], dt)
         return loss
 
+    def load_weights(self, blob: bytes) -> None:
+        """The inverse of weights_blob: take the parameters <name>_weights_export wrote."""
+        a = np.frombuffer(blob, self.dtype)
+        at = 0
+        for i, layer in enumerate(self.spec.layers):
+            n = layer.units * layer.depth
+            self.w[i] = a[at : at + n].reshape(layer.depth, layer.units).T.copy()
+            self.b[i] = a[at + n : at + n + layer.units].copy()
+            at += n + layer.units
+        if at != a.size:
+            raise ValueError(f"{a.size} parameters given, the trained layers hold {at}")
+
     def weights_blob(self) -> bytes:
         """What <name>_weights_export writes: per trained layer its weights transposed to
         [depth][units] (the layout the kernels keep in RAM), then its bias [units]."""
