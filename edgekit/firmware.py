@@ -394,6 +394,7 @@ def build_project(
     name: str | None = None,
     force: bool = False,
     compile_now: bool = True,
+    precision: str = "int8",
 ) -> BuildResult:
     """Write the firmware project for `model` on board `board_id` into `out`, and build it."""
     from edgekit.pipeline import MARKER, compile_file
@@ -401,7 +402,7 @@ def build_project(
     board = load_board(board_id)
     target = target_for_board(board)
     board_defines(board)  # a board without a UART fails here, before any work
-    compiled = compile_file(model, target.name, name)
+    compiled = compile_file(model, target.name, name, precision)
     _model_fit(board, compiled, _io_bytes(compiled.graph))
 
     out = Path(out)
@@ -418,6 +419,7 @@ def build_project(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         m = _write_project(tmp, board, target, compiled, Path(model))
+        m["precision"] = precision
         (tmp / "Makefile").write_text(_makefile(m))
         (tmp / "CMakeLists.txt").write_text(_cmake(m))
         missing = missing_toolchain(m, target) if compile_now else "not built (--no-compile)"

@@ -194,29 +194,33 @@ def _layers(link: BoardLink) -> dict[str, Any]:
 
 
 def host_model(build_dir: Path, manifest: dict[str, Any]) -> tuple[Any, str, Any]:
-    """The host build of the C in build_dir/model (checked to be the same generated code), a
-    description of it, and the board's compiled model.
+    """The host build of the very C files in build_dir/model, a description of it, and the
+    board's compiled model (graph and layer list, from model.ekir).
 
     Kernels written with target intrinsics that have no portable fallback (MVE's arm_mve.h)
     do not compile on the host; then the reference is the host-target build of the same
     source model (model.ekir keeps the target's kernel choice), which the kernel tests hold
     bit-exact to every target's kernels.
     """
+    import dataclasses
+
     from edgekit.pipeline import compile_file
     from edgekit.runners.host import HostModel
 
     model_dir = Path(build_dir) / "model"
-    compiled = compile_file(model_dir / "model.ekir", manifest["target"], manifest["model"])
-    for fname, text in compiled.generated.files.items():
-        path = model_dir / fname
-        if not path.is_file() or path.read_text() != text:
-            raise EdgekitError(
-                f"{fname} differs from what model.ekir generates; the firmware sources were "
-                "edited or written by another edgekit version", str(build_dir),
-                hint="rebuild with edgekit build",
-            )
+    precision = manifest.get("precision", "int8")
+    compiled = compile_file(model_dir / "model.ekir", manifest["target"], manifest["model"],
+                            precision)
+    files = {}
+    for fname in compiled.generated.files:
+        if not (model_dir / fname).is_file():
+            raise EdgekitError(f"model/{fname} is missing", str(build_dir),
+                               hint="rebuild with edgekit build")
+        files[fname] = (model_dir / fname).read_text()
+    on_disk = dataclasses.replace(
+        compiled, generated=dataclasses.replace(compiled.generated, files=files))
     try:
-        return HostModel(compiled), "the host build of the same generated C", compiled
+        return HostModel(on_disk), "the host build of the same generated C", compiled
     except EdgekitError as exc:
         source = Path(manifest["source"])
         if not source.is_file():
@@ -224,7 +228,7 @@ def host_model(build_dir: Path, manifest: dict[str, Any]) -> tuple[Any, str, Any
                 f"the {manifest['target']} kernels do not compile on the host and the source "
                 "model is gone", str(source), hint="put the model back at that path",
             ) from exc
-        host = compile_file(source, "host", manifest["model"])
+        host = compile_file(source, "host", manifest["model"], precision)
         reference = f"the host build (portable kernels) of {source.name}"
         return HostModel(host), reference, compiled
 

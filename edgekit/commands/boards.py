@@ -29,7 +29,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from edgekit.firmware import build_project, format_build
 
     result = build_project(args.model, args.board, args.output, args.name, args.force,
-                           compile_now=not args.no_compile)
+                           compile_now=not args.no_compile, precision=args.precision)
     if args.json:
         print(json.dumps({"output": str(result.out), "built": result.built,
                           "missing": result.missing, "regions": result.regions,
@@ -132,6 +132,8 @@ def register(add: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace the output folder even if edgekit did not write it")
     p.add_argument("--no-compile", action="store_true", help="only write the project")
+    p.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="int8",
+                   help="int8 (quantized model, default), or fp16 / fp32 from a float32 model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_build)
 
