@@ -20,12 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--train-last",
         type=int,
         metavar="N",
-        help="also generate <name>_train_step: train the last N dense layers "
-        "(fully_connected, 1x1 conv2d) on the device; needs --precision fp16 or fp32",
+        help="also generate <name>_train_step: train the last N weighted layers "
+        "(fully_connected, conv2d, depthwise_conv2d) on the device; needs --precision fp16 "
+        "or fp32",
     )
-    g.add_argument(
-        "--loss", metavar="LOSS", help="cross-entropy (default; on the logits) or mse"
-    )
+    g.add_argument("--loss", metavar="LOSS", help="cross-entropy (default; on the logits) or mse")
     g.add_argument(
         "--optimizer",
         metavar="SPEC",
