@@ -147,3 +147,27 @@ def test_streaming_keeps_state_10000_steps_and_resets_clean() -> None:
         model.reset()
         assert not any(model.state_bytes()), kernel
         np.testing.assert_array_equal(model.run(y), fresh, err_msg=kernel)
+
+
+def test_auto_kernels_within_a_ram_budget(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgekit.errors import EdgekitError
+
+    graph = quantize(_small_net(5), "budget")
+    fast = compile_snn(graph, kernel="auto", rate=0.3)
+    lean = compile_snn(graph, kernel="gather")
+    assert "scatter" in fast.kernels and fast.state.state_bytes > lean.state.state_bytes
+    # a budget between the two: the planner's real state size must fit it
+    budget = lean.state.state_bytes + 8
+    fit = compile_snn(graph, kernel="auto", rate=0.3, ram_budget=budget)
+    assert fit.state.state_bytes <= budget and fit.kernels != fast.kernels
+    x = np.random.default_rng(5).random((80, 24)) < 0.3
+    model = SnnHostModel(fit)
+    model.reset()
+    np.testing.assert_array_equal(model.run(x), GoldenSnn(graph).run(x).output)
+    with pytest.raises(EdgekitError, match="over the budget"):
+        compile_snn(graph, kernel="auto", ram_budget=lean.state.state_bytes // 2)
+    src = tmp_path / "b.ekir"
+    serialize.save(graph, src)
+    argv = ["generate", str(src), "--ram-budget", "10", "-o", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "budget" in capsys.readouterr().err

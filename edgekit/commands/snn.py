@@ -164,11 +164,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.name:
         graph.name = args.name
     compiled = compile_snn(
-        graph, args.target, args.snn_kernel, _rate(args.input_rate), args.harness_steps
-    )
+        graph, args.target, args.snn_kernel, _rate(args.input_rate), args.harness_steps,
+        args.ram_budget,
+    )  # fmt: skip
     report = compiled.report()
     report["options"] = {
         "target": args.target, "snn_kernel": args.snn_kernel, "input_rate": _rate(args.input_rate),
+        "ram_budget": args.ram_budget,
     }  # fmt: skip
     out = write_output(compiled.as_compiled(), args.output, report, force=args.force)
     if args.json:
@@ -216,7 +218,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     where = f"{args.target}{' (emulated) + host' if args.emulate else ''}"
     results = [
-        verify(graph, args.target, k, args.emulate, args.steps, _rate(args.input_rate), args.seed)
+        verify(
+            graph,
+            args.target,
+            k,
+            args.emulate,
+            args.steps,
+            _rate(args.input_rate),
+            args.seed,
+            ram_budget=args.ram_budget,
+        )
         for k in track(_kernels(args.snn_kernel), f"verifying kernel choices on {where}")
     ]
     if args.json:
@@ -242,7 +253,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rates = [_rate(r) for r in str(args.input_rate).split(",")]
     runs = [(r, k) for r in rates for k in _kernels(args.snn_kernel)]
     rows = [
-        bench(graph, args.target, k, r, args.steps, args.seed)
+        bench(graph, args.target, k, r, args.steps, args.seed, ram_budget=args.ram_budget)
         for r, k in track(runs, f"counting instructions under the {args.target} emulator")
     ]
     if args.json:
@@ -288,6 +299,12 @@ def register(add: Any) -> None:
             help="input spike probability per step (default 0.05); bench takes a comma list",
         )
         q.add_argument("--seed", type=int, default=0, help="seed of the random spike trains")
+        q.add_argument(
+            "--ram-budget",
+            type=int,
+            metavar="BYTES",
+            help="auto: bytes of state (membranes, delay lines) the kernels may use",
+        )
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     c = sub_add("convert", "SNN-delays checkpoint (.pt/.npz + --config) or NIR graph -> .ekir")

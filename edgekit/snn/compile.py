@@ -91,17 +91,20 @@ def parse_kernels(spec: str | list[str] | None) -> str | list[str] | None:
 
 
 def assign_kernels(
-    graph: Graph, kernel: str | list[str] | None = "auto", rate: float = 0.05
-) -> list[cost.LayerChoice]:
+    graph: Graph, kernel: str | list[str] | None = "auto", rate: float = 0.05,
+    ram_budget: int | None = None,
+) -> list[cost.LayerChoice]:  # fmt: skip
     """Choose and prepare every synapse op's kernel; None keeps the kernels the graph records."""
     layers = ops.layers(graph)
     recorded = [layer.synapse.attrs.get("snn_kernel") for layer in layers]
     if kernel is None:
         kernel = [str(k) for k in recorded] if all(k in ops.KERNELS for k in recorded) else "auto"
     try:
-        choices = cost.choose(graph, kernel, rate)
+        choices = cost.choose(graph, kernel, rate, ram_budget)
     except ValueError as exc:
-        raise EdgekitError(str(exc), hint="--snn-kernel auto|dense|gather|scatter") from None
+        raise EdgekitError(
+            str(exc), hint="--snn-kernel auto|dense|gather|scatter; --ram-budget BYTES bounds auto"
+        ) from None
     for layer, choice in zip(layers, choices, strict=True):
         apply_kernel(graph, layer.synapse, choice.kernel)
         layer.neuron.attrs["kernel"] = {"family": FAMILY, "template": NEURON_TEMPLATE}
@@ -114,8 +117,10 @@ def compile_snn(
     kernel: str | list[str] | None = "auto",
     rate: float = 0.05,
     harness_steps: int = DEFAULT_HARNESS_STEPS,
+    ram_budget: int | None = None,
 ) -> SnnCompiled:
-    """Compile a spiking graph for `target`; the input graph is not changed."""
+    """Compile a spiking graph for `target`; the input graph is not changed. `ram_budget` bounds
+    the state bytes (membranes, delay lines) that `auto` kernel choices may use."""
     from edgekit.targets import load_target
 
     load_target(target)  # an unknown target is an error here, before any work
@@ -126,7 +131,7 @@ def compile_snn(
     if harness_steps < 1:
         raise EdgekitError("harness steps must be at least 1")
     g = copy.deepcopy(graph)
-    choices = assign_kernels(g, parse_kernels(kernel), rate)
+    choices = assign_kernels(g, parse_kernels(kernel), rate, ram_budget)
     plan = plan_memory(g)
     state = plan_state(g)
     generated = render_snn(g, plan, state, harness_steps)

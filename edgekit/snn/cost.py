@@ -88,10 +88,16 @@ def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
     }
 
 
-def choose(graph: Graph, mode: str | list[str] = "auto", rate: float = 0.05) -> list[LayerChoice]:
+def choose(
+    graph: Graph, mode: str | list[str] = "auto", rate: float = 0.05,
+    ram_budget: int | None = None,
+) -> list[LayerChoice]:  # fmt: skip
     """One kernel per layer. `mode` is auto, one kernel for all, or a list with one per layer.
 
-    auto takes the cheapest estimate; within 5% it prefers the kernel with less state RAM.
+    auto takes the cheapest estimate; within 5% it prefers the kernel with less state RAM. With a
+    `ram_budget` (bytes of state: membranes plus delay state), auto layers then give up their
+    fastest kernel for a leaner one, cheapest extra instructions per byte saved first, until the
+    network fits; a budget that even the leanest choice misses is a ValueError.
     """
     layers = ops.layers(graph)
     modes = mode if isinstance(mode, list) else [mode] * len(layers)
@@ -114,4 +120,31 @@ def choose(graph: Graph, mode: str | list[str] = "auto", rate: float = 0.05) -> 
             near = [k for k in ops.KERNELS if est[k] <= best * 1.05]
             m = min(near, key=lambda k: (ram[k], est[k]))
         out.append(LayerChoice(m, est, ram, float(r.mean()) if r.size else 0.0))
+    if ram_budget is not None:
+        _fit(out, [i for i, m in enumerate(modes) if m == "auto"], layers, ram_budget)
     return out
+
+
+def _fit(
+    out: list[LayerChoice], free: list[int], layers: list[ops.Layer], budget: int
+) -> None:  # fmt: skip
+    fixed = sum(4 * layer.n_out for layer in layers)  # int32 membranes
+
+    def total() -> int:
+        return fixed + sum(c.state_bytes[c.kernel] for c in out)
+
+    while total() > budget:
+        moves = []  # (extra instructions per byte saved, layer, leaner kernel)
+        for i in free:
+            c = out[i]
+            for k in ops.KERNELS:
+                saved = c.state_bytes[c.kernel] - c.state_bytes[k]
+                if saved > 0:
+                    moves.append(((c.estimates[k] - c.estimates[c.kernel]) / saved, i, k))
+        if not moves:
+            raise ValueError(
+                f"the network needs at least {total():,} bytes of state "
+                f"(membranes and delay lines), over the budget of {budget:,}"
+            )
+        _, i, k = min(moves)
+        out[i].kernel = k

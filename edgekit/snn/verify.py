@@ -69,6 +69,7 @@ def verify(
     rate: float = 0.05,
     seed: int = 0,
     chunk: int = 64,
+    ram_budget: int | None = None,
 ) -> dict[str, Any]:
     """Generated C vs golden over `steps` steps, reset after the first half."""
     golden = GoldenSnn(graph)
@@ -80,7 +81,7 @@ def verify(
     expect = np.concatenate([expect, golden.run(x[half:]).output])
     from edgekit.snn.host import SnnHostModel
 
-    compiled = compile_snn(graph, target, kernel, rate, harness_steps=chunk)
+    compiled = compile_snn(graph, target, kernel, rate, chunk, ram_budget)
     # the same kernels on the host as well, so an emulated verify checks golden == host == target
     host_c = compiled if not emulate else compile_snn(graph, "host", compiled.kernels, rate)
     model = SnnHostModel(host_c)
@@ -114,6 +115,7 @@ def bench(
     steps: int = 64,
     seed: int = 0,
     warmup: int | None = None,
+    ram_budget: int | None = None,
 ) -> dict[str, Any]:
     """Instructions per step of one kernel choice at one input rate, after a warm-up.
 
@@ -122,7 +124,7 @@ def bench(
     """
     from edgekit.snn.emulated import SnnEmulatedModel
 
-    compiled = compile_snn(graph, target, kernel, rate, harness_steps=steps)
+    compiled = compile_snn(graph, target, kernel, rate, steps, ram_budget)
     layers = ops.layers(compiled.graph)
     dmax = max(layer.max_delay for layer in layers)
     n_warm = warmup if warmup is not None else (dmax + steps - 1) // steps
