@@ -116,6 +116,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _painted_verdict(text: str, ok: bool) -> str:
+    """`text` with its `bit-exact:` or `MISMATCH` verdict in colour (on a terminal only)."""
+    verdict = "bit-exact:" if ok else "MISMATCH"
+    return text.replace(verdict, paint(verdict, "ok" if ok else "bad"), 1)
+
+
 def _reference_model(args: argparse.Namespace) -> bytes:
     ref = getattr(args, "reference", None)
     path = Path(ref) if ref else args.model
@@ -150,8 +156,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         compiled = _compile(args)
         host = _compile_for(args, "host") if args.target != "host" else None
-        res = verify_float(compiled, args.samples, args.seed, args.emulate, host)
-        print(json.dumps(res, indent=2) if args.json else format_verify_float(res, args.target))
+        where = f"the {args.target} emulator" if args.emulate else "the host"
+        with status(f"running {args.samples} samples on {where} and the golden model"):
+            res = verify_float(compiled, args.samples, args.seed, args.emulate, host)
+        if args.json:
+            print(json.dumps(res, indent=2))
+        else:
+            print(_painted_verdict(format_verify_float(res, args.target), res["ok"]))
         return 0 if res["ok"] else 1
     ref_model = _reference_model(args)
     compiled = _compile(args)
@@ -192,9 +203,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        text = format_result(result, args.target)
-        verdict = "bit-exact:" if result.ok else "MISMATCH"
-        print(text.replace(verdict, paint(verdict, "ok" if result.ok else "bad"), 1))
+        print(_painted_verdict(format_result(result, args.target), result.ok))
     return 0 if result.ok else 1
 
 

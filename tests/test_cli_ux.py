@@ -31,16 +31,18 @@ def edgekit(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           text=True, env=env, timeout=600)
 
 
-def on_a_terminal(*args: str, no_color: bool = False,
-                  command: list[str] | None = None) -> tuple[str, str]:
-    """Run edgekit (or `command`) with stderr on a pseudo-terminal and stdout on a pipe."""
+def on_a_terminal(*args: str, no_color: bool = False, command: list[str] | None = None,
+                  stdout_too: bool = False) -> tuple[str, str]:
+    """Run edgekit (or `command`) with stderr on a pseudo-terminal and stdout on a pipe (or on
+    the same terminal with `stdout_too`, when the returned stdout is empty)."""
     env = {k: v for k, v in os.environ.items() if k not in {"NO_COLOR", "TERM"}}
     env["TERM"] = "xterm-256color"
     if no_color:
         env["NO_COLOR"] = "1"
     master, slave = pty.openpty()
     proc = subprocess.Popen(command or [sys.executable, "-m", "edgekit.cli", *args],
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
+                            stdout=slave if stdout_too else subprocess.PIPE, stderr=slave,
+                            env=env)
     os.close(slave)
     err = b""
     while True:
@@ -123,6 +125,15 @@ def test_progress_and_colour_on_a_terminal_and_not_with_no_color(models: dict[st
     out, err = on_a_terminal(*args, no_color=True)
     assert json.loads(out)["ok"] is True
     assert err == ""
+
+
+def test_the_verdict_is_coloured_on_a_terminal_only(models: dict[str, Path]) -> None:
+    args = ["verify", str(models["mlp"]), "--samples", "3"]
+    _, both = on_a_terminal(*args, stdout_too=True)
+    assert "\x1b[1;32mbit-exact:\x1b[0m every output byte" in both
+    _, both = on_a_terminal(*args, stdout_too=True, no_color=True)
+    assert "bit-exact: every output byte" in both and not ANSI.search(both)
+    assert "bit-exact: every output byte" in edgekit(*args).stdout  # piped: plain
 
 
 def test_a_bar_inside_a_spinner_stays_silent_on_a_terminal() -> None:
