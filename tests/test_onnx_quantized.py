@@ -126,3 +126,40 @@ def test_ops_without_an_int8_kernel_are_one_error() -> None:
         read_onnx(m.SerializeToString(), "leaky.onnx", "leaky")
     text = str(exc.value)
     assert "QLinearLeakyRelu" in text and "leaky.onnx" in text
+
+
+@pytest.mark.parametrize("which", ["cnn", "ad"])
+def test_our_qdq_export_reads_back_as_the_same_int8_model(which: str) -> None:
+    """export --format onnx-qdq, then import: the same ops, weights, scales and outputs."""
+    from edgekit.export.onnx_qdq import export_onnx_qdq
+    from edgekit.frontends.tflite import load_tflite
+    from edgekit.quantize import QuantConfig, quantize
+    from tests.conftest import MLPERF_DIR
+
+    if which == "cnn":
+        g = read_onnx(cnn_model().SerializeToString(), "cnn.onnx", "cnn")
+    else:
+        path = MLPERF_DIR / "ad01_fp32.tflite"
+        if not path.is_file():
+            pytest.skip(f"MLPerf Tiny models not found in {MLPERF_DIR}")
+        g = load_tflite(path)
+    rng = np.random.default_rng(32)
+    shape = g.tensor(g.inputs[0]).shape
+    q = quantize(g, [rng.uniform(-1, 1, (32, *shape)).astype(np.float32)],
+                 QuantConfig(per_channel="all"), progress=False)
+    back = read_onnx(export_onnx_qdq(q), "back.onnx", "back")
+    assert [op.kind for op in back.ops] == [op.kind for op in q.ops]
+    for a, b in zip(q.ops, back.ops, strict=True):
+        for i in range(1, len(a.inputs)):
+            ta, tb = q.tensor(a.inputs[i]), back.tensor(b.inputs[i])
+            if ta.is_const and ta.dtype in ("int8", "int32"):
+                np.testing.assert_array_equal(ta.data, tb.data)
+                np.testing.assert_allclose(ta.quant.scale, tb.quant.scale, rtol=1e-6)
+        ya, yb = q.tensor(a.outputs[0]).quant, back.tensor(b.outputs[0]).quant
+        assert (ya.scalar_scale(), ya.scalar_zero_point()) == \
+            (pytest.approx(yb.scalar_scale(), rel=1e-7), yb.scalar_zero_point())
+    xs = rng.uniform(-1, 1, (4, *shape)).astype(np.float32)
+    run = [run_tflm(export_tflite(m), [[quantize_array(x, m.tensor(m.inputs[0]).quant)]
+                                       for x in xs]) for m in (q, back)]
+    assert all(np.array_equal(np.asarray(u[0]), np.asarray(v[0]))
+               for u, v in zip(*run, strict=True))

@@ -59,7 +59,8 @@ class _QdqExporter:
 
     def init(self, base: str, data: np.ndarray) -> str:
         name = self.fresh(base)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(data), name))
+        # np.array, not ascontiguousarray: that one turns a 0-d scale into shape [1]
+        self.inits.append(self.onnx.numpy_helper.from_array(np.array(data, order="C"), name))
         return name
 
     def qparams(self, base: str, q: Quant, dtype: type = np.int8) -> tuple[str, str]:
@@ -245,14 +246,17 @@ class _QdqExporter:
     def dense(self, op: Op) -> str:
         x = self.operand(op.inputs[0])
         w = self.g.tensor(op.inputs[1])
-        out = self.g.tensor(op.outputs[0])
-        flat = self.node("Reshape", [x, self.init(f"{op.name}/flat",
-                                                  np.array([-1, w.shape[1]], np.int64))],
-                         f"{op.name}/flatten")
+        src, out = self.g.tensor(op.inputs[0]), self.g.tensor(op.outputs[0])
+        # Gemm takes [N, depth]; reshapes only where the IR's shapes are not already that
+        flat = x if len(src.shape) == 2 else self.node(
+            "Reshape", [x, self.init(f"{op.name}/flat", np.array([-1, w.shape[1]], np.int64))],
+            f"{op.name}/flatten")
         ins = [flat, self.const(w, axis=0)]
         if len(op.inputs) > 2 and op.inputs[2]:
             ins.append(self.const(self.g.tensor(op.inputs[2]), axis=0))
         y = self.node("Gemm", ins, op.name, transB=1)
+        if len(out.shape) == 2:
+            return y
         return self.node("Reshape", [y, self.init(f"{op.name}/shape",
                                                   np.array(out.shape, np.int64))],
                          f"{op.name}/unflatten")
