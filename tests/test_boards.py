@@ -224,6 +224,11 @@ EXPECTED_FLASH = {
         "esptool.py --chip esp32c3 --port /dev/ttyUSB0 --baud 460800 write_flash 0x0 "
         "{d}/firmware.esp.bin",
     ],
+    "rpi-pico2-riscv": ["picotool load --update --verify --execute {d}/firmware.elf"],
+    "qemu-mps3-an547": [
+        "qemu-system-arm -M mps3-an547 -nographic -monitor none -serial "
+        "tcp:127.0.0.1:5555,server=on,wait=on -icount shift=7,sleep=off -kernel {d}/firmware.elf"
+    ],
     "qemu-mps2-an386": [
         "qemu-system-arm -M mps2-an386 -nographic -monitor none -serial "
         "tcp:127.0.0.1:5555,server=on,wait=on -icount shift=7,sleep=off -kernel {d}/firmware.elf"
@@ -247,6 +252,10 @@ def _fake_build(tmp_path: Path, board: str) -> Path:
     for f in ("firmware.elf", "firmware.hex", "firmware.bin"):
         (d / f).write_bytes(b"\x7fELF")
     return d.resolve()
+
+
+def test_every_board_with_a_flash_method_has_an_expected_command() -> None:
+    assert {b for b in list_boards() if load_board(b).flash} == set(EXPECTED_FLASH)
 
 
 @pytest.mark.parametrize("board", sorted(EXPECTED_FLASH))
