@@ -65,15 +65,17 @@ from edgekit.ir.graph import DTYPES, Graph
 from edgekit.models.dscnn import build_dscnn_kws, build_tiny_mlp
 from edgekit.pipeline import compile_graph, load_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzz_nir import mutate_nir, nir_seed_models, run_nir  # noqa: E402 - sibling bench module
+
 REPO = Path(__file__).resolve().parents[1]
 MLPERF_DIR = REPO.parent / "shared" / "models" / "mlperf-tiny"
 MLPERF = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite",
           "ad01_int8.tflite"]  # fmt: skip
-READERS = ("tflite", "ekir")  # the default campaign ("both"), and what CI runs
-# ONNX runs on request (--reader onnx / all): it needs the onnx package, and its findings are
-# listed in docs/reliability.md rather than fixed yet. Its index in ALL_READERS keeps the cases
-# of the other two readers unchanged.
-ALL_READERS = (*READERS, "onnx")
+READERS = ("tflite", "ekir")  # the default campaign ("both")
+# ONNX and NIR run on request (--reader onnx|nir|all): they need the onnx and nir packages (the
+# `dev` extra has both). Appending them to ALL_READERS keeps the cases of the first two unchanged.
+ALL_READERS = (*READERS, "onnx", "nir")
 
 # fmt: off
 INT32 = [0, 1, -1, 2, 3, 4, 7, 8, 15, 16, 127, 128, 255, 256, -128, -129, 1000, 32767, 65535,
@@ -299,6 +301,18 @@ def seed_models(mlperf: bool = True) -> list[tuple[str, bytes]]:
 
 
 # --- TFLite mutations on the object API --------------------------------------------------------
+
+
+# The mutation classes applied to the case being made, counted by the campaign (coverage of
+# the classes). Recording draws nothing from the generator, so cases stay what they were.
+APPLIED: list[str] = []
+
+
+def _apply(rng: np.random.Generator, mutations: list[Callable[..., None]], *args: Any) -> None:
+    """Pick one of `mutations`, record its name and apply it."""
+    fn = _pick(rng, mutations)
+    APPLIED.append(fn.__name__.lstrip("_"))
+    fn(rng, *args)
 
 
 def _pick(rng: np.random.Generator, items: list[Any]) -> Any:
@@ -642,12 +656,15 @@ def mutate_ekir(rng: np.random.Generator, seed: bytes) -> bytes:
     if r < 0.6:
         for _ in range(int(rng.integers(1, 4))):
             _mut_json(rng, header)
+        APPLIED.append("json_structure")
         return _ekir_file(header, blob)
     if r < 0.7:
+        APPLIED.append("version")
         return _ekir_file(
             header, blob, int(_pick(rng, [0, 2, 255, 65535])), int(rng.integers(0, 9))
         )
     if r < 0.78:
+        APPLIED.append("header_length")
         return _ekir_file(
             header,
             blob,
@@ -655,12 +672,13 @@ def mutate_ekir(rng: np.random.Generator, seed: bytes) -> bytes:
         )
     data = bytearray(seed)
     if r < 0.85:  # corrupt the JSON text itself
+        APPLIED.append("json_text")
         hlen = struct.unpack_from("<I", data, 8)[0]
         pos = 12 + int(rng.integers(max(hlen, 1)))
         data[pos : pos + 1] = bytes([int(_pick(rng, [0x22, 0x7B, 0x5D, 0x2C, 0x00, 0xFF]))])
         return bytes(data)
     for _ in range(int(rng.integers(1, 4))):
-        _pick(rng, BYTE_MUTATIONS)(rng, data)
+        _apply(rng, BYTE_MUTATIONS, data)
     return bytes(data)
 
 
@@ -668,21 +686,23 @@ def mutate_tflite(rng: np.random.Generator, seed: bytes, model: Any) -> bytes:
     r = rng.random()
     if r < 0.65:
         m = copy.deepcopy(model)
+        mark = len(APPLIED)
         for _ in range(int(rng.integers(1, 4))):
-            _pick(rng, TFLITE_OBJECT_MUTATIONS)(rng, m)
+            _apply(rng, TFLITE_OBJECT_MUTATIONS, m)
         try:
             return pack_model(m)
         except Exception:  # a value the schema field cannot hold: mutate the bytes instead
-            pass
+            del APPLIED[mark:]
     data = bytearray(seed)
     if r < 0.72:
         try:
             _share_vector(rng, data)
+            APPLIED.append("share_vector")
             return bytes(data)
         except Exception:  # the seed lacks that vector
             pass
     for _ in range(int(rng.integers(1, 4))):
-        _pick(rng, BYTE_MUTATIONS)(rng, data)
+        _apply(rng, BYTE_MUTATIONS, data)
     return bytes(data)
 
 
@@ -999,11 +1019,11 @@ def mutate_onnx(rng: np.random.Generator, seed: bytes) -> bytes:
     if rng.random() < 0.75:
         m = onnx.load_from_string(seed)
         for _ in range(int(rng.integers(1, 4))):
-            _pick(rng, ONNX_MUTATIONS)(rng, m)
+            _apply(rng, ONNX_MUTATIONS, m)
         return bytes(m.SerializeToString())
     data = bytearray(seed)
     for _ in range(int(rng.integers(1, 4))):
-        _pick(rng, ONNX_BYTE_MUTATIONS)(rng, data)
+        _apply(rng, ONNX_BYTE_MUTATIONS, data)
     return bytes(data)
 
 
@@ -1018,12 +1038,15 @@ class Corpus:
     tflite: list[tuple[str, bytes, Any]] = field(default_factory=list)
     ekir: list[tuple[str, bytes]] = field(default_factory=list)
     onnx: list[tuple[str, bytes]] = field(default_factory=list)
+    nir: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def build_corpus(mlperf: bool = True, onnx: bool = False) -> Corpus:
+def build_corpus(mlperf: bool = True, onnx: bool = False, nir: bool = False) -> Corpus:
     corpus = Corpus()
     if onnx:
         corpus.onnx = onnx_seed_models()
+    if nir:
+        corpus.nir = nir_seed_models()
     for name, data in seed_models(mlperf):
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
         corpus.tflite.append((name, data, model))
@@ -1036,13 +1059,16 @@ def build_corpus(mlperf: bool = True, onnx: bool = False) -> Corpus:
 def make_case(corpus: Corpus, reader: str, index: int, seed: int) -> tuple[str, bytes]:
     """The deterministic mutant number `index` for `reader`: (seed name, file bytes)."""
     rng = np.random.default_rng([seed, ALL_READERS.index(reader), index])
+    APPLIED.clear()
     model = None
+    if reader in ("onnx", "nir") and not getattr(corpus, reader):
+        raise ValueError(f"the corpus has no {reader} seeds (build_corpus({reader}=True))")
     if reader == "tflite":
         name, data, model = corpus.tflite[int(rng.integers(len(corpus.tflite)))]
     elif reader == "onnx":
-        if not corpus.onnx:
-            raise ValueError("the corpus has no ONNX seeds (build_corpus(onnx=True))")
         name, data = corpus.onnx[int(rng.integers(len(corpus.onnx)))]
+    elif reader == "nir":
+        name, data = corpus.nir[int(rng.integers(len(corpus.nir)))]
     else:
         name, data = corpus.ekir[int(rng.integers(len(corpus.ekir)))]
     try:
@@ -1050,8 +1076,12 @@ def make_case(corpus: Corpus, reader: str, index: int, seed: int) -> tuple[str, 
             return name, mutate_tflite(rng, data, model)
         if reader == "onnx":
             return name, mutate_onnx(rng, data)
+        if reader == "nir":
+            return name, mutate_nir(rng, data, APPLIED)
         return name, mutate_ekir(rng, data)
     except Exception:  # a mutation that does not apply to this seed: flip bits instead
+        APPLIED.clear()
+        APPLIED.append("flip(fallback)")
         flipped = bytearray(data)
         _flip(rng, flipped)
         return name, bytes(flipped)
@@ -1081,8 +1111,11 @@ def run_case(path: Path, timeout: float) -> tuple[Outcome, Any]:
     # ONNX models are float: the FP16 path is the one that compiles them without a quantizer
     precision = "fp16" if path.suffix == ".onnx" else "int8"
     try:
-        graph, _ = load_model(path)
-        compiled = compile_graph(graph, "host", str(path), precision=precision)
+        if path.suffix == ".nir":
+            compiled = run_nir(path)
+        else:
+            graph, _ = load_model(path)
+            compiled = compile_graph(graph, "host", str(path), precision=precision)
         outcome = Outcome("ok", 0.0)
     except EdgekitError as exc:
         text = exc.render()
@@ -1092,7 +1125,7 @@ def run_case(path: Path, timeout: float) -> tuple[Outcome, Any]:
         blowup = "Unable to allocate" in text
         kind = "memory" if blowup else "crash" if wrapped else "error"
         outcome = Outcome(kind, 0.0, text.splitlines()[0][:300])
-        if str(path) not in text:
+        if str(path) not in text and not getattr(exc, "after_reader", False):
             outcome = Outcome("crash", 0.0, f"error does not name the file: {text[:200]}")
     except _Timeout:
         outcome = Outcome("hang", 0.0, f"more than {timeout} s")
@@ -1298,11 +1331,14 @@ def _worker(conn: Any, corpus: Corpus, args: argparse.Namespace, tmp: str) -> No
         try:
             name, data = make_case(corpus, reader, index, args.seed)
         except Exception as exc:  # a bug of this script, not of edgekit: reported on its own
-            conn.send((reader, index, "?", "harness", 0.0, repr(exc)))
+            conn.send((reader, index, "?", "harness", 0.0, repr(exc), []))
             continue
         path = work / f"case.{reader}"
         path.write_bytes(data)
+        applied = list(APPLIED)
         outcome, compiled = run_case(path, args.timeout)
+        if compiled is not None and reader == "nir":
+            compiled = None  # spiking C is checked by tests/test_sanitizers.py, not here
         if compiled is not None and checked[reader] < args.check_c:
             key = hashlib.sha256(json.dumps(compiled.generated.files, sort_keys=True).encode())
             if key.hexdigest() not in seen_c:
@@ -1311,7 +1347,7 @@ def _worker(conn: Any, corpus: Corpus, args: argparse.Namespace, tmp: str) -> No
                 problem = check_generated_c(compiled, work / "c")
                 if problem:
                     outcome = Outcome("bad-c", outcome.seconds, problem)
-        conn.send((reader, index, name, outcome.kind, outcome.seconds, outcome.detail))
+        conn.send((reader, index, name, outcome.kind, outcome.seconds, outcome.detail, applied))
 
 
 @dataclass
@@ -1320,6 +1356,7 @@ class Stats:
     seconds: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    mutations: Counter[str] = field(default_factory=Counter)
     findings: list[dict[str, Any]] = field(default_factory=list)
     slowest: float = 0.0
 
@@ -1330,12 +1367,19 @@ class Stats:
             "outcomes": dict(self.outcomes),
             "findings": len(self.findings),
             "slowest_execution_s": round(self.slowest, 3),
+            "mutation_classes": dict(sorted(self.mutations.items())),
+            # clean errors, but from a reader's last-resort conversion of an exception its own
+            # checks did not anticipate (ONNX and NIR converters): counted to keep them visible
+            "caught_at_reader_boundary": sum(
+                n for text, n in self.errors.items() if BOUNDARY in text
+            ),
             "top_errors": self.errors.most_common(12),
             "finding_cases": self.findings[:200],
         }
 
 
 FINDINGS = {"crash", "hang", "memory", "died", "bad-c"}
+BOUNDARY = "is malformed"  # "the ONNX graph is malformed or ...", "the NIR graph is malformed"
 
 
 def _error_class(detail: str) -> str:
@@ -1389,6 +1433,7 @@ def campaign(args: argparse.Namespace, corpus: Corpus) -> dict[str, Any]:
                         "died",
                         time.perf_counter() - w[3],
                         f"worker exit code {w[0].exitcode}",
+                        [],
                     )
                 if result is None and time.perf_counter() - w[3] > 3 * args.timeout + 5:
                     result = (
@@ -1398,10 +1443,12 @@ def campaign(args: argparse.Namespace, corpus: Corpus) -> dict[str, Any]:
                         "hang",
                         time.perf_counter() - w[3],
                         "worker did not answer; killed",
+                        [],
                     )
                 if result is None:
                     continue
-                _, _, seed_name, kind, secs, detail = result
+                _, _, seed_name, kind, secs, detail, applied = result
+                st.mutations.update(applied)
                 st.execs += 1
                 st.seconds += secs
                 st.slowest = max(st.slowest, secs)
@@ -1431,7 +1478,8 @@ def campaign(args: argparse.Namespace, corpus: Corpus) -> dict[str, Any]:
             if args.progress and done >= reported + args.progress:
                 reported = done
                 rate = done / (time.perf_counter() - t0)
-                print(f"{done} executions, {rate:.1f}/s", file=sys.stderr)
+                found = sum(len(s.findings) for s in stats.values())
+                print(f"{done} executions, {rate:.1f}/s, {found} findings", file=sys.stderr)
     finally:
         for w in workers:
             with contextlib.suppress(OSError):
@@ -1447,7 +1495,7 @@ def campaign(args: argparse.Namespace, corpus: Corpus) -> dict[str, Any]:
         "wall_seconds": round(wall, 1),
         "timeout_s": args.timeout,
         "memory_mb": args.memory_mb,
-        "seeds": [n for n, _, _ in corpus.tflite] + [n for n, _ in corpus.onnx],
+        "seeds": [n for n, _, _ in corpus.tflite] + [n for n, _ in corpus.onnx + corpus.nir],
         "readers": {r: s.to_json(wall) for r, s in stats.items()},
     }
 
@@ -1474,7 +1522,7 @@ def main() -> int:
         "--reader",
         choices=[*ALL_READERS, "both", "all"],
         default="both",
-        help="both = tflite and ekir; all = both and onnx",
+        help="both = tflite and ekir; all = both, onnx and nir",
     )
     ap.add_argument("--execs", type=int, default=100_000, help="executions per reader")
     ap.add_argument("--start", type=int, default=0, help="first execution index")
@@ -1497,7 +1545,8 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="with --replay: copy the case file here")
     args = ap.parse_args()
     onnx = args.reader in ("onnx", "all") or (args.replay or "").startswith("onnx:")
-    corpus = build_corpus(mlperf=not args.no_mlperf, onnx=onnx)
+    nir = args.reader in ("nir", "all") or (args.replay or "").startswith("nir:")
+    corpus = build_corpus(mlperf=not args.no_mlperf, onnx=onnx, nir=nir)
     if args.replay:
         return replay(corpus, args.replay, args.seed, args.timeout, args.keep)
     report = campaign(args, corpus)

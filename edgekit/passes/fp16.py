@@ -245,6 +245,13 @@ def to_float(graph: Graph, precision: str = "fp16", where: str = "") -> Graph:
     _fuse_clamps(graph)
     converted: set[str] = set()
     for idx, op in enumerate(graph.ops):
+        if op.kind in _ELEMENTWISE:
+            const = [n for n in op.inputs if n in graph.tensors and graph.tensor(n).is_const]
+            if const:
+                # the elementwise kernels read both operands from the arena, never from constants
+                problems.append(f"  #{idx} {op.name}: constant operand '{const[0]}': the "
+                                f"{precision} {op.kind} kernel reads activations only")
+                continue
         try:
             op.attrs["q"] = _q_for(graph, op, dtype)
         except UnsupportedFloatOp as exc:

@@ -246,8 +246,20 @@ def _nir_chain(graph: Any, where: str) -> list[Any]:
     return chain
 
 
+def _real(value: Any, what: str, name: str) -> np.ndarray:
+    """`value` as float64, refused unless it is real, numeric and finite: NaN or inf would pass
+    every later range check (all comparisons with NaN are false)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise EdgekitError(f"{what}: {name} must be real numbers, not {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise EdgekitError(f"{what}: {name} holds NaN or infinite values")
+    return arr
+
+
 def _steps(delay_s: np.ndarray, dt: float, what: str) -> np.ndarray:
-    steps = np.asarray(delay_s, dtype=np.float64) / dt
+    steps = _real(delay_s, what, "delay") / dt
     rounded = np.round(steps)
     if np.any(np.abs(steps - rounded) > 1e-6 * np.maximum(1.0, np.abs(steps))):
         raise EdgekitError(f"{what}: delays are not whole multiples of the time step {dt:g} s")
@@ -289,11 +301,11 @@ def from_nir(graph: Any, dt: float, where: str = "nir") -> FloatSnn:
         elif isinstance(node, nir.Affine | nir.Linear):
             if weight is not None:
                 raise EdgekitError(f"{what}: two weight nodes without a neuron in between")
-            weight = np.asarray(node.weight, dtype=np.float64)
+            weight = _real(node.weight, what, "weight")
             if weight.ndim != 2:
                 raise EdgekitError(f"{what}: weight must be 2-D")
             bias = (
-                np.asarray(node.bias, dtype=np.float64).reshape(-1)
+                _real(node.bias, what, "bias").reshape(-1)
                 if isinstance(node, nir.Affine)
                 else np.zeros(weight.shape[0])
             )
@@ -322,7 +334,7 @@ def from_nir(graph: Any, dt: float, where: str = "nir") -> FloatSnn:
 
 
 def _per_neuron(value: Any, n: int, what: str, name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    arr = _real(value, what, name).reshape(-1)
     if arr.size == 1:
         return np.full(n, float(arr[0]))
     if arr.size != n:
@@ -365,8 +377,23 @@ def read_nir(path: str | Path, dt: float) -> FloatSnn:
         raise EdgekitError(
             "reading NIR needs the nir package", str(path), "pip install nir"
         ) from None
+    from edgekit.snn.nir_check import check_nir_file
+
+    # sizes, links and nesting are checked on the HDF5 metadata before nir.read loads anything
+    check_nir_file(path)
     try:
         graph = nir.read(str(path))
     except Exception as exc:  # h5py and nir raise many types for a bad file
         raise EdgekitError(f"could not read the NIR file: {exc}", str(path)) from None
-    return from_nir(graph, dt, str(path))
+    try:
+        return from_nir(graph, dt, str(path))
+    except EdgekitError as exc:
+        if exc.where is None and str(path) not in exc.what:  # name the file once
+            raise EdgekitError(exc.what, str(path), exc.hint) from None
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # nir.read builds nodes from whatever the file holds (any dtype, any rank, missing
+        # keys); what from_nir's checks do not name is still one error for this file
+        raise EdgekitError(
+            f"the NIR graph is malformed ({type(exc).__name__}: {exc})", str(path)
+        ) from None
