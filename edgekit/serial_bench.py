@@ -340,6 +340,8 @@ def _summarise(
         "max": convert(max(flat)),
         "bit_exact": not mismatches,
         "mismatched_samples": mismatches,
+        # a counter the machine does not implement reads 0 (QEMU has no DWT): say so, not 0 ms
+        "counter_advanced": max(flat) > 0,
     }
     if layer_report is not None:
         layers = [layer for layer in compiled.generated.layers if not layer.noop]
@@ -382,4 +384,7 @@ def format_serial_bench(r: dict[str, Any]) -> str:
         f"MISMATCH in samples {r['mismatched_samples']}" if r["mismatched_samples"]
         else "MISMATCH between the layer-by-layer and the whole-model run")
     lines.append(f"outputs        {verdict} against {r['reference']}")
+    if not r["counter_advanced"]:
+        lines.append(f"warning        the {unit} counter never advanced: this machine does not "
+                     "implement it (e.g. DWT under QEMU); timings are meaningless")
     return "\n".join(lines)

@@ -155,3 +155,24 @@ def test_physical_hifive1_image_runs_on_qemus_model_of_the_chip(tiny: Path, tmp_
     assert r["board_kind"] == "physical" and r["clock_hz"] == 16_000_000
     assert r["median"]["cycles"] > 0 and r["median"]["ms"] > 0
     assert [row["kernel"] for row in r["layers"]] == ["rv32", "rv32"]
+
+
+def test_physical_mps3_image_on_qemu_flags_the_missing_cycle_counter(tiny: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    """The mps3-an547 (FPGA board) image on QEMU's AN547: it runs and is bit-exact, but QEMU
+    has no DWT, so CYCCNT reads 0; the result must say the timings are meaningless."""
+    out = tmp_path / "tiny_mps3"
+    assert build_project(tiny, "mps3-an547", out).built
+    port = _free_port()
+    qemu = subprocess.Popen(
+        ["qemu-system-arm", "-M", "mps3-an547", "-nographic", "-monitor", "none", "-serial",
+         f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(out / "firmware.elf")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rc, r = _bench_json(capsys, str(out), "--port", f"socket://127.0.0.1:{port}",
+                            "--samples", "1", "--runs", "1", "--no-layers")
+    finally:
+        qemu.terminate()
+        qemu.wait(timeout=10)
+    assert rc == 0 and r["bit_exact"]
+    assert r["counter_advanced"] is False
