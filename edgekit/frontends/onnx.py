@@ -21,6 +21,13 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.frontends.onnx_check import (
+    MAX_FOLD_ELEMENTS,
+    check_external_locations,
+    check_model,
+    check_shape,
+    fold_size,
+)
 from edgekit.ir.graph import Graph, Op, Tensor
 
 MIN_OPSET = 13
@@ -173,6 +180,10 @@ class _Converter:
                 self.shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
         for k, v in self.consts.items():
             self.shapes[k] = tuple(v.shape)
+        for k, shape in self.shapes.items():
+            # inferred from the graph inputs' declared dims: checked before any handler
+            # allocates by them
+            check_shape(shape, self.where, f"value '{k}'")
 
     def _fold(self) -> bool:
         """Evaluate every node whose inputs are all known; True if anything was folded."""
@@ -203,6 +214,13 @@ class _Converter:
                 and all(i in self.consts for i in ins)
             ):
                 feeds = {i: self.consts[i] for i in ins}
+                size = fold_size(node, feeds, _attrs(node))
+                if size is not None and size > MAX_FOLD_ELEMENTS:
+                    # the reference evaluator would allocate it before anything could refuse
+                    raise self.error(
+                        f"node #{idx} {node.op_type} '{node.name}': folding it would make "
+                        f"{size:,} elements (limit {MAX_FOLD_ELEMENTS:,})"
+                    )
                 try:
                     value = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
                 except Exception as exc:
@@ -836,6 +854,8 @@ def _reshape_like(c: _Converter, node: Any) -> None:
         # flatten of an NHWC-stored map: keep the IR order and remember which ONNX column
         # each IR column is; the dense layer that reads it permutes its weights instead
         inner = tuple(p - 1 for p in v.perm[1:])
+        if int(np.prod(xs[1:], dtype=np.float64)) > MAX_FOLD_ELEMENTS:
+            raise _Unsupported(f"flatten of '{x_name}' {list(xs)}: too many columns to permute")
         order = np.arange(int(np.prod(xs[1:]))).reshape(xs[1:]).transpose(inner).reshape(-1)
         _out(c, node, (0, 1), "reshape", [v.ir], {"shape": list(ys)})
         c.vals[out].cols = order
@@ -1028,6 +1048,8 @@ def read_onnx(data: bytes, where: str = "<bytes>", name: str = "model") -> Graph
             "check the file is an .onnx model and was copied completely",
         ) from None
     _load_external_data(model, where)
+    # dims, data types and data lengths agree before numpy_helper converts any tensor
+    check_model(model, where)
     opset = _default_opset(model)
     if opset < MIN_OPSET:
         try:
@@ -1040,13 +1062,25 @@ def read_onnx(data: bytes, where: str = "<bytes>", name: str = "model") -> Graph
                 where,
                 "re-export the model with opset_version=13 or later",
             ) from None
+        check_model(model, where)  # again: the converter rewrote the tensors
     from edgekit.frontends.onnx_quantized import is_quantized, read_quantized_onnx
 
     if is_quantized(model):  # QDQ or QLinear* ops: the int8 IR directly
         return read_quantized_onnx(model, where, name)
     conv = _Converter(model, where, name)
-    conv.prepare()
-    return conv.convert()
+    try:
+        conv.prepare()
+        return conv.convert()
+    except _Unsupported as exc:
+        raise EdgekitError(str(exc), where) from None
+    except (ValueError, TypeError, KeyError, IndexError, AssertionError, AttributeError) as exc:
+        # the converter assumes a consistent graph (ranks, perms and shapes that agree); what
+        # its checks do not name is still one error naming this file, never a traceback
+        raise EdgekitError(
+            f"the ONNX graph is malformed or inconsistent ({type(exc).__name__}: {exc})",
+            where,
+            "check that the model passes onnx.checker.check_model(model, full_check=True)",
+        ) from None
 
 
 def _load_external_data(model: Any, where: str) -> None:
@@ -1059,9 +1093,11 @@ def _load_external_data(model: Any, where: str) -> None:
     if not Path(where).is_file():
         raise EdgekitError("the model keeps its weights in a separate file", where,
                            "load it from its .onnx path, next to the weight file")
+    # the model names these files: they must stay inside its folder (checked before onnx opens)
+    check_external_locations(model, where)
     try:
         external_data_helper.load_external_data_for_model(model, str(folder))
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError and onnx's ValidationError
         raise EdgekitError(f"cannot read the external weight data: {exc}", where) from None
 
 
