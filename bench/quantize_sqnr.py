@@ -4,8 +4,10 @@ int8 files.
     python bench/quantize_sqnr.py                       # all four models, every method
     python bench/quantize_sqnr.py --models vww --methods minmax --json
 
-"search" is `quantize --search` without a budget: its SQNR is scored on calibration samples while
-choosing, and measured here, like every other row, on the separate evaluation inputs.
+"data-free" rows use no calibration data, only the input range (`--data-free --input-range`),
+without and with cross-layer equalisation. "search" is `quantize --search` without a budget:
+it scores candidates on calibration samples while choosing; here, like every other row, it is
+measured on the separate evaluation inputs.
 
 Calibration and evaluation inputs are drawn uniformly from each official int8 model's input range
 (different seeds). SQNR is that of the dequantized int8 output against edgekit's float reference
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,10 @@ VARIANTS = {
     "mse+bc": QuantConfig(method="mse", bias_correction=True),
     # --search: per-layer estimator and dense granularity, scored in TFLM (no budget)
     "search": QuantConfig(method="minmax"),
+    # --data-free (no calibration data; the input range is given), without and with
+    # cross-layer equalisation
+    "data-free": QuantConfig(equalize="off"),
+    "data-free+eq": QuantConfig(equalize="on"),
 }
 GOAL_SECONDS = 20.0
 
@@ -90,6 +97,9 @@ def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int) -> lis
         t0 = time.perf_counter()
         if name == "search":
             q = search(fg, [cal], VARIANTS[name], progress=False)
+        elif name.startswith("data-free"):
+            cfg = replace(VARIANTS[name], input_range=(lo, hi))
+            q = quantize(fg, None, cfg, data_free=True, progress=False)
         else:
             q = quantize(fg, [cal], VARIANTS[name], progress=False)
         seconds = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """`quantize --search`: per-layer choices that maximise end-to-end SQNR under a RAM/flash budget.
 
-What is searched, per layer:
+What is searched: one range estimator for the whole graph first, then per layer:
 
 - the range estimator of each activation tensor an op computes (minmax, percentile, mse);
 - the weight granularity of each dense layer (per tensor or per output channel). Convolutions are
@@ -60,6 +60,7 @@ class Budget:
 
 @dataclass
 class _Choice:
+    default: str = "minmax"  # estimator of every tensor not in `methods`
     methods: dict[str, str] = field(default_factory=dict)  # tensor -> estimator
     dense_per_channel: dict[str, bool] = field(default_factory=dict)  # op name -> per channel
 
@@ -100,7 +101,8 @@ class _Searcher:
     def build(self, choice: _Choice) -> Graph:
         ranges = {}
         for name, st in self.stats.stats.items():
-            method = "minmax" if name in self.fg.inputs else choice.methods.get(name, "minmax")
+            method = "minmax" if name in self.fg.inputs else choice.methods.get(name,
+                                                                                choice.default)
             ranges[name] = estimate(st, method, self.cfg.percentile)
         quant, requant = _assign(self.fg, ranges)
         g = _ChoiceBuilder(self.fg, quant, self.means, self.cfg,
@@ -178,18 +180,24 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             "implemented); raise the budget or use a smaller model")
     current_db, current_cost = base_db, base_cost
     steps: list[dict[str, Any]] = []
-    decisions: list[tuple[str, str, list[Any], str]] = []
+    # first one estimator for the whole graph (per-layer steps from a poor start stay local),
+    # then per layer, other estimators than the one chosen for all
+    decisions: list[tuple[str, str, list[Any], str]] = [
+        ("default", "", [m for m in METHODS if m != "minmax"], "every layer")]
     for op in fg.ops:
         out = op.outputs[0]
         if out in collector.stats and op.kind in LINEAR | {"add", "sub", "mul", "concat"}:
-            decisions.append(("method", out, [m for m in METHODS if m != "minmax"],
-                              f"{op.name} ({op.kind}) output"))
+            decisions.append(("method", out, list(METHODS), f"{op.name} ({op.kind}) output"))
         if op.kind == "fully_connected":
             decisions.append(("per_channel", op.name, [True], f"{op.name} (fully_connected)"))
     for kind, key, options, label in decisions:
         for option in options:
+            if kind == "method" and option == choice.methods.get(key, choice.default):
+                continue
             trial = copy.deepcopy(choice)
-            if kind == "method":
+            if kind == "default":
+                trial.default = option
+            elif kind == "method":
                 trial.methods[key] = option
             else:
                 trial.dense_per_channel[key] = option
@@ -224,6 +232,7 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
                                  "layers (the TFLite converter's choice)"},
             "result": {"sqnr_db": round(current_db, 2), **final_cost},
             "steps": steps,
+            "default_method": choice.default,
             "methods": {k: v for k, v in choice.methods.items()},
             "dense_per_channel": sorted(k for k, v in choice.dense_per_channel.items() if v),
             "not_searched": "int16 activations and int4 weights (no kernels yet)",
@@ -237,7 +246,7 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
 
 
 def _what(kind: str, label: str, option: Any) -> str:
-    if kind == "method":
+    if kind in ("method", "default"):
         return f"{label}: {option} range"
     return f"{label}: per-channel weights"
 
