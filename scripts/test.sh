@@ -14,6 +14,7 @@ APT_PACKAGES=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross picolibc-aarch64-linux-gnu
   qemu-system-arm qemu-system-misc qemu-user cppcheck
   cmake  # tests configure and build the `export --as cmake` library with it
+  make  # `edgekit build` firmware projects are built with their Makefile
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
