@@ -470,6 +470,9 @@ def _zoo_fixed(seed: int = ZOO_SEED) -> _Builder:
     # dilation along the height only, batch 2: the clipped gather's range of filter rows
     b.conv({"input": (2, 7, 5, 4), "kh": 3, "kw": 2, "sh": 1, "sw": 1, "dh": 2, "dw": 1,
             "same": True, "oc": 10, "mult": 1, "bias": True, "act": "none"})  # fmt: skip
+    # channels in lanes reading windows from a zero-padded copy: batch 2, dilated rows, stride 2
+    b.conv({"input": (2, 6, 5, 3), "kh": 3, "kw": 2, "sh": 1, "sw": 2, "dh": 2, "dw": 1,
+            "same": True, "oc": 40, "mult": 1, "bias": True, "act": "relu6"})  # fmt: skip
     # filter rows of more than 128 bytes: the in-image gather copies each in several vectors
     conv((1, 5, 5, 24), 3, 1, 6, True, "relu")
     for ch, mult, stride in ((16, 1, 1), (32, 1, 2), (8, 1, 1), (5, 2, 1)):

@@ -15,6 +15,9 @@ by an instruction estimate:
 Either way each lane is one output accumulating its own reduction in order: the contract's
 sequential fused sum, independent of the vector length. Windowed convolutions gather im2col rows
 (out-of-image taps as +0) into a scratch; 1x1 convolutions and dense layers read rows in place.
+With channels in lanes and a small input (MAX_PADDED_INPUT), the input is copied once into a
+zero-padded image instead and every window is read in place, one filter row after the other:
+the gather costs the same in both precisions and was most of a layer with one input channel.
 Depthwise convolutions vectorise over channels with `vfmacc.vv`, P neighbouring pixels sharing
 each tap's weight vector. Pooling vectorises over channels: binary32 sums (`vfwadd.wv` widens
 binary16 exactly), one `vfdiv`, one `vfncvt` to binary16; `vfmax` for max pooling.
@@ -48,6 +51,10 @@ PIXEL_ADVANTAGE = 0.95  # take pixels in lanes only when cheaper by more than th
 GATHER_ROW, GATHER_KY = 30, 20
 PER_K_CHANNELS, PER_K_PIXELS = 3, 2
 PER_TILE = 5
+# Largest zero-padded copy of the input (bytes of arena) that channel lanes may read windows from
+# in place instead of gathering im2col rows: the gather costs the same in FP16 and FP32 and
+# dominated layers with few input channels (KWS's first conv: K = 40, one channel).
+MAX_PADDED_INPUT = 4096
 
 
 def lmul_for(op: Op, channels: int) -> tuple[int, int]:
@@ -166,6 +173,24 @@ def _prepare_conv(graph: Graph, op: Op) -> None:
     q["rvv_im2col"] = not pointwise or (bool(q.get("rvv_px")) and gather)
     if not q["rvv_im2col"]:
         op.attrs.pop("scratch_bytes", None)
+    elif not q.get("rvv_px") and int(op.attrs["dilation"][1]) == 1:
+        padded = _padded_input(graph, op)
+        n, ph, pw, ic = padded
+        if n * ph * pw * ic * esize <= MAX_PADDED_INPUT:
+            q["rvv_im2col"] = False
+            q["rvv_direct"] = {"PH": ph, "PW": pw}
+            op.attrs["scratch_bytes"] = n * ph * pw * ic * esize
+
+
+def _padded_input(graph: Graph, op: Op) -> tuple[int, int, int, int]:
+    """(N, PH, PW, IC): the input with zeros around it so that every window lies inside."""
+    n, ih, iw, ic = graph.tensor(op.inputs[0]).shape
+    _, oh, ow, _ = graph.tensor(op.outputs[0]).shape
+    _, kh, kw, _ = graph.tensor(op.inputs[1]).shape
+    (sh, sw), (dh, dw), (pt, pl) = op.attrs["stride"], op.attrs["dilation"], op.attrs["pad"]
+    ph = max(pt + ih, (oh - 1) * sh + (kh - 1) * dh + 1)
+    pw = max(pl + iw, (ow - 1) * sw + (kw - 1) * dw + 1)
+    return n, ph, pw, ic
 
 
 def _prepare_fc(graph: Graph, op: Op) -> None:
