@@ -314,10 +314,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from edgekit.describe import describe_graph
+    from edgekit.describe import describe_graph, describe_json
     from edgekit.pipeline import load_model
 
     graph, _ = load_model(args.model)
+    if args.json:
+        print(json.dumps(describe_json(graph, show_constants=args.constants), indent=2))
+        return 0
     print(describe_graph(graph, show_constants=args.constants))
     return 0
 
@@ -486,13 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         "print the IR: tensors, quantization, ops and their integer parameters",
         "examples:\n  edgekit inspect build/kws/model.ekir\n"
-        "  edgekit inspect kws_ref_model.tflite --constants | less\n\n"
+        "  edgekit inspect kws_ref_model.tflite --constants | less\n"
+        "  edgekit inspect build/kws/model.ekir --json | jq '.ops[0].q'\n\n"
         "output: the graph's tensors (dtype, shape, quantization: scale and zero point), then\n"
         "each op with its attributes and, for a lowered .ekir from generate, the integer\n"
         "multipliers and shifts the kernels use.",
     )
     p.add_argument("model", type=Path, help="a .tflite model or an .ekir file")
-    p.add_argument("--constants", action="store_true", help="also list every constant tensor")
+    p.add_argument("--constants", action="store_true", help="also list every constant tensor "
+                   "(with --json: their values)")
+    p.add_argument("--json", action="store_true", help="the graph as one JSON document")
     p.set_defaults(fn=cmd_inspect)
 
     p = add(

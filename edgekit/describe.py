@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgekit.ir.graph import Graph, Tensor
@@ -63,3 +65,57 @@ def describe_graph(graph: Graph, show_constants: bool = False) -> str:
             if t.is_const:
                 lines.append(f"  {_tensor(t)} ({t.nbytes} B)")
     return "\n".join(lines)
+
+
+# --- the same, as data (`edgekit inspect --json`) ----------------------------------------------
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-safe copy of an attribute value: arrays and numpy scalars become lists and numbers."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    return str(v)  # an enum or another object: its readable form
+
+
+def _tensor_json(t: Tensor, with_data: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape),
+                           "const": t.is_const, "bytes": t.nbytes, "quant": None}
+    if t.quant is not None:
+        out["quant"] = {"scale": t.quant.scale.reshape(-1).tolist(),
+                        "zero_point": t.quant.zero_point.reshape(-1).tolist(),
+                        "axis": t.quant.axis}
+    if with_data and t.data is not None:
+        out["data"] = np.asarray(t.data).reshape(-1).tolist()
+    return out
+
+
+def describe_json(graph: Graph, show_constants: bool = False) -> dict[str, Any]:
+    """The graph as one JSON-safe document: what `describe_graph` prints, field by field.
+
+    Lowered integer parameters that are constant tensors appear by tensor name; with
+    `show_constants` every constant tensor's values are included (flattened).
+    """
+    return {
+        "name": graph.name,
+        "source_format": graph.meta.get("source_format"),
+        "source_sha256": graph.meta.get("source_sha256"),
+        "lowered": bool(graph.meta.get("lowered")),
+        "inputs": list(graph.inputs),
+        "outputs": list(graph.outputs),
+        "tensors": [_tensor_json(t, show_constants) for t in graph.tensors.values()],
+        "ops": [
+            {"index": i, "kind": op.kind, "name": op.name, "inputs": list(op.inputs),
+             "outputs": list(op.outputs),
+             "attrs": _plain({k: v for k, v in op.attrs.items() if k != "q"}),
+             "q": _plain(op.attrs.get("q", {}))}
+            for i, op in enumerate(graph.ops)
+        ],
+    }

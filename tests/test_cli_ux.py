@@ -204,6 +204,7 @@ def json_cases(models: dict[str, Path], tmp: Path) -> dict[str, list[str]]:
         "report": ["report", mlp, "--plot", str(tmp / "plot.html")],
         "bench": ["bench", mlp, "--samples", "2"],
         "targets": ["targets"],
+        "inspect": ["inspect", str(tmp / "gen" / "model.ekir"), "--constants"],  # after generate
         "doctor": ["doctor"],
         "export": ["export", mlp, "--as", "cmake", "-o", str(tmp / "lib")],
         "quantize": ["quantize", str(snn), "-o", str(tmp / "snn_q.ekir")],
@@ -238,6 +239,24 @@ def test_every_json_command_prints_one_document(models: dict[str, Path], tmp_pat
         assert r.returncode == 0, (path, r.stderr[-500:])
         doc = json.loads(r.stdout)  # raises on a second document or any text around it
         assert isinstance(doc, dict | list) and doc, path
+
+
+def test_inspect_json_is_the_graph(models: dict[str, Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekit.cli import main
+    from edgekit.pipeline import load_model
+
+    graph, _ = load_model(models["mlp"])
+    assert main(["inspect", str(models["mlp"]), "--json", "--constants"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [op["kind"] for op in doc["ops"]] == [op.kind for op in graph.ops]
+    tensors = {t["name"]: t for t in doc["tensors"]}
+    x = tensors[graph.inputs[0]]
+    assert x["shape"] == [1, 32] and x["dtype"] == "int8" and not x["const"]
+    assert x["quant"]["zero_point"] == [graph.tensor(graph.inputs[0]).quant.scalar_zero_point()]
+    for name, t in graph.tensors.items():
+        if t.is_const:
+            assert tensors[name]["data"] == t.data.reshape(-1).tolist()
 
 
 def test_a_failing_json_command_prints_nothing_on_stdout(tmp_path: Path) -> None:
