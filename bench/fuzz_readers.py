@@ -1390,11 +1390,15 @@ def _error_class(detail: str) -> str:
 
 def campaign(args: argparse.Namespace, corpus: Corpus) -> dict[str, Any]:
     """Run the executions of every reader on args.jobs workers; returns the JSON report."""
-    readers = {"both": list(READERS), "all": list(ALL_READERS)}.get(args.reader, [args.reader])
+    readers = {"both": list(READERS), "all": list(ALL_READERS)}.get(
+        args.reader, args.reader.split(",")
+    )
     stats = {r: Stats() for r in readers}
     ctx = mp.get_context("fork")
     tmp = tempfile.mkdtemp(prefix="edgekit-fuzz-")
-    pending = [(r, i) for i in range(args.start, args.start + args.execs) for r in readers]
+    # args.cases (the CI regression list) names executions instead of a range
+    indices = getattr(args, "cases", None) or range(args.start, args.start + args.execs)
+    pending = [(r, i) for i in indices for r in readers]
     pending.reverse()
     workers: list[Any] = []
 
@@ -1520,9 +1524,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--reader",
-        choices=[*ALL_READERS, "both", "all"],
         default="both",
-        help="both = tflite and ekir; all = both, onnx and nir",
+        help="tflite, ekir, onnx, nir, a comma list of them (interleaved), both = tflite,ekir, "
+        "all = all four",
     )
     ap.add_argument("--execs", type=int, default=100_000, help="executions per reader")
     ap.add_argument("--start", type=int, default=0, help="first execution index")
@@ -1544,8 +1548,13 @@ def main() -> int:
     ap.add_argument("--replay", metavar="READER:I", help="run one case in-process and explain it")
     ap.add_argument("--keep", type=Path, help="with --replay: copy the case file here")
     args = ap.parse_args()
-    onnx = args.reader in ("onnx", "all") or (args.replay or "").startswith("onnx:")
-    nir = args.reader in ("nir", "all") or (args.replay or "").startswith("nir:")
+    chosen = {"both": list(READERS), "all": list(ALL_READERS)}.get(
+        args.reader, args.reader.split(",")
+    )
+    if any(r not in ALL_READERS for r in chosen):
+        ap.error(f"--reader takes {', '.join(ALL_READERS)}, a comma list of them, both or all")
+    onnx = "onnx" in chosen or (args.replay or "").startswith("onnx:")
+    nir = "nir" in chosen or (args.replay or "").startswith("nir:")
     corpus = build_corpus(mlperf=not args.no_mlperf, onnx=onnx, nir=nir)
     if args.replay:
         return replay(corpus, args.replay, args.seed, args.timeout, args.keep)
