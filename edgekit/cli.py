@@ -597,9 +597,30 @@ def route(argv: list[str]) -> list[str]:
     return argv
 
 
+def _unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The error for a mistyped command (`edgekit genrate`), naming the closest ones."""
+    import difflib
+
+    if not argv or argv[0].startswith("-"):
+        return None
+    names = [n for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+             for n in a.choices] + ["convert"]
+    if argv[0] in names:
+        return None
+    close = difflib.get_close_matches(argv[0], names, n=2, cutoff=0.6)
+    hint = " or ".join(f"`edgekit {c}`" for c in close)
+    return (f"unknown command '{argv[0]}'" + (f"; did you mean {hint}?" if close else "")
+            + "\n  hint: `edgekit --help` lists the commands")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(route(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_command(parser, argv)
+    if unknown:
+        print(f"edgekit: {paint('error:', 'error', sys.stderr)} {unknown}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(route(argv))
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2

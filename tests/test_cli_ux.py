@@ -259,6 +259,13 @@ def test_inspect_json_is_the_graph(models: dict[str, Path],
             assert tensors[name]["data"] == t.data.reshape(-1).tolist()
 
 
+def test_a_mistyped_command_names_the_closest_ones() -> None:
+    r = edgekit("genrate", "m.tflite")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "unknown command 'genrate'; did you mean `edgekit generate`?" in r.stderr
+    assert "did you mean" not in edgekit("xyzzy").stderr
+
+
 def test_a_failing_json_command_prints_nothing_on_stdout(tmp_path: Path) -> None:
     bad = tmp_path / "missing.tflite"
     for args in (["report", str(bad)], ["verify", str(bad)], ["generate", str(bad), "-o",
