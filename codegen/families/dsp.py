@@ -493,7 +493,7 @@ def rescale_table(offset: int, left_shift: int, multiplier: int, shift: int) -> 
     return np.array(out, dtype=np.int64)
 
 
-def _add_accepts(graph: Graph, op: Op) -> bool:
+def add_accepts(graph: Graph, op: Op) -> bool:
     q = op.attrs.get("q", {})
     tensors = [graph.tensor(t) for t in (*op.inputs[:2], op.outputs[0])]
     # broadcasting stays with the portable kernel; this one walks both inputs with the output
@@ -504,7 +504,7 @@ def _add_accepts(graph: Graph, op: Op) -> bool:
     )
 
 
-def _add_prepare(graph: Graph, op: Op) -> None:
+def add_prepare(graph: Graph, op: Op) -> None:
     """Tables of both rescaled inputs (the second negated for sub) and the output requantisation.
 
     The portable kernel computes s1 = mbqm((v1 + off1) << ls, m1, sh1), the same for s2, then
@@ -541,6 +541,6 @@ for _kind in ("add", "sub"):
         _kind,
         "dsp/add_sub.c.j2",
         requires={"dsp"},
-        accepts=_add_accepts,
-        prepare=_add_prepare,
+        accepts=add_accepts,
+        prepare=add_prepare,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from codegen.families import dsp
 from codegen.kernels import Prepare, register
 from edgekit.ir.graph import Graph, Op
 
@@ -265,3 +266,15 @@ register(
     prepare=key_ordered(_prepare_depthwise),
 )
 register(FAMILY, "fully_connected", "rv32/fully_connected.c.j2", prepare=key_ordered(_prepare_fc))
+
+# ADD/SUB: the DSP family's table kernel is plain C apart from ek_dsp_requant, whose portable
+# twin (a 32 x 32 -> 64-bit multiply, MUL + MULH here) is still cheaper than the portable
+# kernel's three ek_mbqm per element.
+for _kind in ("add", "sub"):
+    register(
+        FAMILY,
+        _kind,
+        "dsp/add_sub.c.j2",
+        accepts=dsp.add_accepts,
+        prepare=dsp.add_prepare,
+    )
