@@ -51,9 +51,14 @@ def _help(text: str | None) -> str:
 
 
 def command_tree(
-    parser: argparse.ArgumentParser, targets: list[str] | None = None
+    parser: argparse.ArgumentParser, targets: list[str] | None = None,
+    boards: list[str] | None = None,
 ) -> list[Command]:
-    """Every command path of `parser`, with its options and subcommands, in a stable order."""
+    """Every command path of `parser`, with its options and subcommands, in a stable order.
+
+    `targets` and `boards` become the choices of --target and --board, which the parser leaves
+    open (their names are files, read when the script is generated)."""
+    known = {"target": targets or [], "board": boards or []}
     out: list[Command] = []
 
     def walk(p: argparse.ArgumentParser, path: str) -> None:
@@ -70,8 +75,8 @@ def command_tree(
                 cmd.values += [str(c) for c in action.choices or []]
             else:
                 choices = [str(c) for c in action.choices] if action.choices else []
-                if not choices and action.dest == "target" and targets:
-                    choices = list(targets)
+                if not choices:
+                    choices = list(known.get(action.dest, []))
                 cmd.options.append(
                     Option(list(action.option_strings), _nargs(action), choices, _help(action.help))
                 )
@@ -303,7 +308,7 @@ def fish_script(tree: list[Command]) -> str:
 
 
 def completion_script(shell: str, parser: argparse.ArgumentParser,
-                      targets: list[str] | None = None) -> str:
+                      targets: list[str] | None = None, boards: list[str] | None = None) -> str:
     """The completion script for `shell` (bash, zsh or fish) of `parser`."""
-    tree = command_tree(parser, targets)
+    tree = command_tree(parser, targets, boards)
     return {"bash": bash_script, "zsh": zsh_script, "fish": fish_script}[shell](tree)

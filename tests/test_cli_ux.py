@@ -303,6 +303,9 @@ def test_bash_completion_follows_the_parser(tmp_path: Path) -> None:
     assert _bash_complete(script, ["edgekit", "report", "m.tflite", "--precision", ""]) == [
         "int8", "fp16", "fp32"]
     assert "cortex-m4" in _bash_complete(script, ["edgekit", "verify", "--target", "cortex"])
+    build = dict(parsers()).get("build")
+    if build is not None and has_option(build, "--board"):
+        assert "nucleo-l4r5zi" in _bash_complete(script, ["edgekit", "build", "--board", "nuc"])
     # option values are skipped: `--input-range LO HI` takes two, so `2` is no subcommand
     opts = _bash_complete(script, ["edgekit", "quantize", "--input-range", "1", "2", "--ch"])
     assert opts == ["--check"]

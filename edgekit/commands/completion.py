@@ -14,18 +14,19 @@ examples:
   edgekit completion zsh > "${fpath[1]}/_edgekit"        then restart zsh
   edgekit completion fish > ~/.config/fish/completions/edgekit.fish
 
-The script completes commands, subcommands, options, option choices (--precision, --target,
---as, ...) and file names. It is generated from this edgekit's own argument parser, so
-regenerate it after an upgrade.
+The script completes commands, subcommands, options, option choices (--precision, --as,
+--target and --board with the names installed here, ...) and file names. It is generated
+from this edgekit's own argument parser, so regenerate it after an upgrade.
 """
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
     from edgekit.cli import build_parser
     from edgekit.completion import completion_script
-    from edgekit.targets import list_targets
+    from edgekit.targets import list_boards, list_targets
 
-    print(completion_script(args.shell, build_parser(), list_targets()), end="")
+    script = completion_script(args.shell, build_parser(), list_targets(), list_boards())
+    print(script, end="")
     return 0
 
 
