@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from codegen.families import dsp
 from codegen.kernels import Prepare, register
 from edgekit.ir.graph import Graph, Op
 
@@ -269,12 +268,21 @@ register(FAMILY, "fully_connected", "rv32/fully_connected.c.j2", prepare=key_ord
 
 # ADD/SUB: the DSP family's table kernel is plain C apart from ek_dsp_requant, whose portable
 # twin (a 32 x 32 -> 64-bit multiply, MUL + MULH here) is still cheaper than the portable
-# kernel's three ek_mbqm per element.
+# kernel's three ek_mbqm per element. dsp is imported at call time: codegen.kernels imports
+# every family while one of them may still be loading.
+
+
+def _add_accepts(graph: Graph, op: Op) -> bool:
+    from codegen.families import dsp
+
+    return dsp.add_accepts(graph, op)
+
+
+def _add_prepare(graph: Graph, op: Op) -> None:
+    from codegen.families import dsp
+
+    dsp.add_prepare(graph, op)
+
+
 for _kind in ("add", "sub"):
-    register(
-        FAMILY,
-        _kind,
-        "dsp/add_sub.c.j2",
-        accepts=dsp.add_accepts,
-        prepare=dsp.add_prepare,
-    )
+    register(FAMILY, _kind, "dsp/add_sub.c.j2", accepts=_add_accepts, prepare=_add_prepare)
