@@ -411,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "generate",
         "generate C sources, header, model.ekir and report.json",
-        "example:\n  edgekit generate kws_ref_model.tflite -o build/kws\n\n"
+        "examples:\n  edgekit generate kws_ref_model.tflite -o build/kws\n"
+        "  edgekit generate kws_ref_model.tflite --target cortex-m4 --name kws -o build/kws_m4\n"
+        "  edgekit generate kws_float.tflite --precision fp16 --train-last 2 \\\n"
+        "          --loss cross-entropy --optimizer sgd:lr=0.01 --target rv32-zfh-v \\\n"
+        "          -o build/kws_odl          on-device training step (docs/training.md)\n\n"
         "The folder holds <name>.h/.c (the API), <name>_weights.h (const data), the edgekit\n"
         "headers they include, harness_model.h (test glue), model.ekir and report.json.",
     )
@@ -429,7 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "verify",
         "compile the generated C on the host and compare it with TFLite Micro",
-        "example:\n  edgekit verify kws_ref_model.tflite --samples 200\n\n"
+        "examples:\n  edgekit verify kws_ref_model.tflite --samples 200\n"
+        "  edgekit verify vww_96_int8.tflite --target cortex-m4 --emulate    under QEMU\n"
+        "  edgekit verify model.ekir --reference model_int8.tflite     an .ekir from quantize\n"
+        "  edgekit verify ad01_fp32.tflite --precision fp16            vs the FP16 golden model\n"
+        "\n"
         "Inputs are uniform random over each input's integer range. Exit code 0 only when\n"
         "every output byte of every sample matches; on a mismatch the first differing\n"
         "layer is named. With --precision fp16 the host build (and, with --emulate, the\n"
@@ -463,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         "per-layer MACs, weights, activations and the arena plan",
         "examples:\n  edgekit report kws_ref_model.tflite --json\n"
+        "  edgekit report model.ekir --quant                     what quantize recorded per layer\n"
+        "  edgekit report kws_float.tflite --precision fp16 --train-last 2   the training build\n"
         "  edgekit report kws_ref_model.tflite --plot kws.html   arena map + cost bars, one file\n"
         "  edgekit report kws_ref_model.tflite --plot kws.png    needs pip install 'edgekit[plot]'"
         "\n\n--plot draws the memory planner's result: one rectangle per tensor, at its arena\n"
