@@ -5,9 +5,12 @@ next to FP32 on the same RV32 target (rv32-zfh-v: RVV 1.0, VLEN 128, Zvfh).
 
 Configurations (random weights; the instruction count does not depend on the values):
 
-1. one conv2d layer trained alone: forward (im2col + matmul), MSE loss, weight gradient, SGD;
-2. the same conv2d after a trained pointwise layer, so its input gradient (col2im) is counted;
-3. the last layers of the MLPerf Tiny DS-CNN keyword spotter (depthwise 3x3 25x5x64, pointwise
+1. a conv2d 3x3 layer with a small classifier head (global pool, fc), train-last 2: the conv's
+   forward (im2col + matmul), weight gradient and SGD update dominate;
+2. the same after a trained pointwise layer, so the conv's input gradient (col2im) is counted;
+3. the conv2d alone with an MSE loss on all its outputs (the loss is a sequential binary32 sum,
+   scalar code in both precisions);
+4. the last layers of the MLPerf Tiny DS-CNN keyword spotter (depthwise 3x3 25x5x64, pointwise
    64 -> 64, global average pool, fully connected 64 -> 12), cross-entropy, SGD, train-last 3.
 
 Each graph holds only the trained layers, so the counted window is the train step itself (no
@@ -40,12 +43,17 @@ REFERENCE_MAC_PER_CLK = {"conv": 3.11, "dscnn": 0.81}  # 8 cores + 1, from the i
 
 
 def conv_layer() -> Graph:
-    return FloatChain((1, 16, 16, 16)).conv(16, 3, pad=1, act="none").graph("conv3x3")
+    c = FloatChain((1, 16, 16, 16)).conv(16, 3, pad=1)
+    return c.global_pool().flatten().fc(10).graph("conv3x3")
 
 
 def pw_then_conv() -> Graph:
-    c = FloatChain((1, 16, 16, 16)).conv(16, 1).conv(16, 3, pad=1, act="none")
-    return c.graph("pw_conv3x3")
+    c = FloatChain((1, 16, 16, 16)).conv(16, 1).conv(16, 3, pad=1)
+    return c.global_pool().flatten().fc(10).graph("pw_conv3x3")
+
+
+def conv_alone() -> Graph:
+    return FloatChain((1, 16, 16, 16)).conv(16, 3, pad=1, act="none").graph("conv3x3_mse")
 
 
 def dscnn_tail() -> Graph:
@@ -54,9 +62,14 @@ def dscnn_tail() -> Graph:
 
 
 CONFIGS = {
-    "conv2d 3x3 16x16x16 -> 16, trained alone": (conv_layer, 1, "mse", "conv"),
-    "pointwise 16 -> 16, then conv2d 3x3 (col2im counted)": (pw_then_conv, 2, "mse", "conv"),
-    "DS-CNN last layers: dw 3x3 25x5x64, pw 64 -> 64, pool, fc 64 -> 12": (
+    "conv2d 3x3 16x16x16 -> 16 + pool + fc 16 -> 10 head, train-last 2": (
+        conv_layer, 2, "cross-entropy", "conv",
+    ),
+    "pointwise 16 -> 16, conv2d 3x3 (its input gradient: col2im) + head, train-last 3": (
+        pw_then_conv, 3, "cross-entropy", "conv",
+    ),
+    "conv2d 3x3 16x16x16 -> 16 alone, MSE on its 4,096 outputs": (conv_alone, 1, "mse", "conv"),
+    "DS-CNN last layers: dw 3x3 25x5x64, pw 64 -> 64, pool, fc 64 -> 12, train-last 3": (
         dscnn_tail, 3, "cross-entropy", "dscnn",
     ),
 }  # fmt: skip

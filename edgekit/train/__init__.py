@@ -20,6 +20,7 @@ from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph
 from edgekit.passes.fp16 import FLOAT_PRECISIONS
 from edgekit.pipeline import Compiled, compile_graph, load_model, write_output
+from edgekit.targets import load_target
 from edgekit.train.render import layout, render_training, weight_bytes
 from edgekit.train.spec import LOSSES, Optimizer, TrainSpec, parse_optimizer, training_spec
 
@@ -142,7 +143,9 @@ def build_training(
     )
     gen = compiled.generated
     files = dict(gen.files)
-    files.update(render_training(spec, gen.name))
+    caps = load_target(target).capabilities
+    rvv = "rvv" in caps and (precision == "fp32" or "zvfh" in caps)
+    files.update(render_training(spec, gen.name, rvv))
     generated = GeneratedModel(gen.name, files, gen.layers, gen.consts)
     out = Compiled(compiled.graph, compiled.plan, generated, target, compiled.source_sha256)
     return TrainingBuild(out, spec, gen.name)

@@ -345,17 +345,19 @@ class GoldenTrainer:
         at = 0
         for i, layer in enumerate(self.spec.layers):
             n = layer.units * layer.depth
-            self.w[i] = a[at : at + n].reshape(layer.depth, layer.units).T.copy()
+            shape = (layer.units, layer.depth) if layer.kind == "dense" else (layer.depth, -1)
+            w = a[at : at + n].reshape(shape)
+            self.w[i] = (w if layer.kind == "dense" else w.T).copy()
             self.b[i] = a[at + n : at + n + layer.units].copy()
             at += n + layer.units
         if at != a.size:
             raise ValueError(f"{a.size} parameters given, the trained layers hold {at}")
 
     def weights_blob(self) -> bytes:
-        """What <name>_weights_export writes: per trained layer its weights transposed to
-        [depth][units] (the layout the kernels keep in RAM), then its bias [units]."""
+        """What <name>_weights_export writes: per trained layer its weights in the model's layout
+        (dense [units][depth], depthwise [taps][channels]), then its bias [units]."""
         return b"".join(
             np.ascontiguousarray(a).tobytes()
-            for w, b in zip(self.w, self.b, strict=True)
-            for a in (w.T, b)
+            for layer, w, b in zip(self.spec.layers, self.w, self.b, strict=True)
+            for a in ((w if layer.kind == "dense" else w.T), b)
         )

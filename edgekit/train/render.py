@@ -97,8 +97,11 @@ def layout(spec: TrainSpec) -> TrainLayout:
     grad = [at, at + sizes[0]]
     grad_bytes = sizes[0] + sizes[1]
     at += grad_bytes
+    # one row of weight gradients (dense: over the inputs; depthwise: over the channels), then
+    # the bias gradients
+    row = max(t.depth if t.kind == "dense" else t.units for t in spec.layers)
     units = max(t.units for t in spec.layers)
-    scratch, scratch_bytes = at, 2 * _align(units * es)
+    scratch, scratch_bytes = at, _align(row * es) + _align(units * es)
     at += scratch_bytes
     dcol_elems = max(
         [t.rows * t.depth for t, dx in zip(spec.tail, dx_buf, strict=True)
@@ -116,8 +119,9 @@ def weight_bytes(spec: TrainSpec) -> int:
     return spec.parameter_count * np.dtype(spec.dtype).itemsize
 
 
-def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
-    """<name>_train.h, <name>_train.c and harness_train.h (the firmware glue)."""
+def render_training(spec: TrainSpec, name: str, rvv: bool = False) -> dict[str, str]:
+    """<name>_train.h, <name>_train.c and harness_train.h (the firmware glue). `rvv`: the
+    target has RVV 1.0 (and Zvfh for fp16): dense kernels use LMUL-8 intrinsics."""
     env = _Env()
     fp16 = spec.precision == "fp16"
     dt = np.dtype(spec.dtype)
@@ -151,9 +155,9 @@ def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
                 d=d,
                 lo=None if lo is None else _hexf(lo),
                 hi=None if hi is None else _hexf(hi),
-                # kept transposed, [depth][units]: every kernel loop then runs over a
-                # contiguous row of units, which compilers turn into vector code
-                w_body=_body(np.ascontiguousarray(t.weights.T)),
+                # the model's layouts: dense [units][depth] (weight-gradient and input-gradient
+                # loops run over a contiguous row of inputs), depthwise [taps][channels]
+                w_body=_body(t.weights if t.kind == "dense" else t.weights.T),
                 b_body=_body(t.bias),
             )
             d += 1
@@ -189,7 +193,12 @@ def render_training(spec: TrainSpec, name: str) -> dict[str, str]:
         "arena_bytes": lay.arena,
         "grad_offsets": lay.grad,
         "scratch": lay.scratch,
-        "scratch_half": lay.scratch_bytes // 2,
+        "gb_at": lay.scratch_bytes - _align(max(t.units for t in spec.layers) * dt.itemsize),
+        "rvv": rvv,
+        "EW": 16 if fp16 else 32,
+        "SFX": "f16m8" if fp16 else "f32m8",
+        "VT": "vfloat16m8_t" if fp16 else "vfloat32m8_t",
+        "CT": "ek_h_t" if fp16 else "float",
         "dcol": lay.dcol,
         "frozen_active": spec.frozen_active,
         "feature_offset": spec.feature_offset,
