@@ -5,7 +5,8 @@ int8 files.
     python bench/quantize_sqnr.py --models vww --methods minmax --json
 
 "data-free" rows use no calibration data, only the input range (`--data-free --input-range`),
-without and with cross-layer equalisation. "search" is `quantize --search` without a budget:
+without, with, and (the default) with cross-layer equalisation where a probe on synthetic
+inputs says it helps. "search" is `quantize --search` without a budget:
 it scores candidates on calibration samples while choosing; here, like every other row, it is
 measured on the separate evaluation inputs.
 
@@ -67,6 +68,7 @@ VARIANTS = {
     # cross-layer equalisation
     "data-free": QuantConfig(equalize="off"),
     "data-free+eq": QuantConfig(equalize="on"),
+    "data-free auto": QuantConfig(equalize="auto"),  # the default: eq kept if its probe says so
 }
 GOAL_SECONDS = 20.0
 

@@ -249,7 +249,7 @@ def test_search_reports_its_choices_and_keeps_the_budget(
     assert not (tmp_path / "tiny.ekir").exists()
 
 
-def _imbalanced() -> Graph:
+def _imbalanced_model() -> object:
     """conv -> ReLU -> conv where conv 1's output channels are scaled by factors from 1/30 to
     30 and conv 2's inputs by the inverse: the float function of a balanced network, with an
     activation between them that one per-tensor int8 scale cannot cover. What cross-layer
@@ -264,7 +264,11 @@ def _imbalanced() -> Graph:
     c2 = b.node("Relu", [b.node("Conv", [c1, b.const(w2), b.w(8)], pads=[1, 1, 1, 1])])
     f = b.node("Flatten", [b.node("GlobalAveragePool", [c2])])
     y = b.node("Gemm", [f, b.w(10, 8), b.w(10)], transB=1)
-    return read_onnx(b.model({X: [1, 3, 16, 16]}, [y]).SerializeToString(), "imb.onnx", "imb")
+    return b.model({X: [1, 3, 16, 16]}, [y])
+
+
+def _imbalanced() -> Graph:
+    return read_onnx(_imbalanced_model().SerializeToString(), "imb.onnx", "imb")  # type: ignore
 
 
 def test_equalisation_keeps_the_float_model_and_helps_int8() -> None:
@@ -297,3 +301,16 @@ def test_equalisation_keeps_the_float_model_and_helps_int8() -> None:
     info = auto.meta["quantization"]["equalization"]
     assert info["applied"] == (info["sqnr_db_with"] > info["sqnr_db_without"])
     assert auto_db == pytest.approx(on if info["applied"] else off, abs=1e-6)
+
+
+def test_per_layer_report_of_an_equalised_model_compares_like_with_like(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Between equalised layers the int8 tensors are scaled per channel: the report compares
+    them with the equalised float graph, not the original one."""
+    path = tmp_path / "imb.onnx"
+    onnx.save(_imbalanced_model(), str(path))
+    out = tmp_path / "imb.ekir"
+    assert main(["quantize", str(path), "--data-free", "-o", str(out)]) == 0
+    assert "equalisation of 1 layer pair(s): applied" in capsys.readouterr().out
+    layers = serialize.loads(out.read_bytes(), str(out)).meta["quantization"]["layers"]
+    assert min(r["sqnr_db"] for r in layers if r["sqnr_db"] is not None) > 30.0

@@ -119,6 +119,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         from edgekit.quantize.quantizer import synthetic_inputs
 
         fg = prepare(graph)
+        if qgraph.meta["quantization"].get("equalization", {}).get("applied"):
+            from edgekit.quantize.equalize import equalize
+
+            # the int8 graph was built from the equalised float graph: between equalised
+            # layers its tensors are scaled per channel, so compare with that graph's
+            equalize(fg)
         source = args.calib if args.calib is not None else [synthetic_inputs(fg, cfg)]
         with status(f"checking SQNR against the float model on {args.check} samples (TFLM)"):
             check = _check_sqnr(fg, qgraph, source, args.check, synthetic=args.calib is None)
