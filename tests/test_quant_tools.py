@@ -228,7 +228,7 @@ def test_search_reports_its_choices_and_keeps_the_budget(
     assert all(st["gain_db"] >= 0.05 for st in kept)
     # one kept step at least per recorded choice (a layer may improve twice: percentile, then mse)
     assert len(kept) >= len(s["methods"]) + len(s["dense_per_channel"]) + \
-        (s["default_method"] != "minmax")
+        (s["default_method"] != "minmax") + s["bias_correction"]
     # the result's figures, recomputed here: the compiled size, and the SQNR on the first 16
     # calibration samples with TFLM running the exported model
     c = compile_graph(q)

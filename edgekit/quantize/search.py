@@ -1,6 +1,7 @@
 """`quantize --search`: per-layer choices that maximise end-to-end SQNR under a RAM/flash budget.
 
-What is searched: one range estimator for the whole graph first, then per layer:
+What is searched: one range estimator for the whole graph and bias correction on or off first,
+then per layer:
 
 - the range estimator of each activation tensor an op computes (minmax, percentile, mse);
 - the weight granularity of each dense layer (per tensor or per output channel). Convolutions are
@@ -61,6 +62,7 @@ class Budget:
 @dataclass
 class _Choice:
     default: str = "minmax"  # estimator of every tensor not in `methods`
+    bias_correction: bool = False
     methods: dict[str, str] = field(default_factory=dict)  # tensor -> estimator
     dense_per_channel: dict[str, bool] = field(default_factory=dict)  # op name -> per channel
 
@@ -105,7 +107,8 @@ class _Searcher:
                                                                                 choice.default)
             ranges[name] = estimate(st, method, self.cfg.percentile)
         quant, requant = _assign(self.fg, ranges)
-        g = _ChoiceBuilder(self.fg, quant, self.means, self.cfg,
+        cfg = replace(self.cfg, bias_correction=choice.bias_correction)
+        g = _ChoiceBuilder(self.fg, quant, self.means, cfg,
                            per_channel=choice.dense_per_channel).build(requant)
         g.meta = {"source_format": self.fg.meta.get("source_format", "unknown"),
                   "tflite_tensor_names": list(g.tensors)}
@@ -146,8 +149,8 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
     cfg.check()
     budget = budget or Budget()
     fg = prepare(graph, where)
-    wanted = {op.inputs[0] for op in fg.ops if op.kind in LINEAR} if cfg.bias_correction \
-        else set()
+    # input means for bias correction, which is one of the decisions
+    wanted = {op.inputs[0] for op in fg.ops if op.kind in LINEAR}
     collector = Collector(wanted)
     model = FloatModel(fg)
     cal = Calibration(fg, data, cfg.chunk, cfg.limit)
@@ -183,7 +186,8 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
     # first one estimator for the whole graph (per-layer steps from a poor start stay local),
     # then per layer, other estimators than the one chosen for all
     decisions: list[tuple[str, str, list[Any], str]] = [
-        ("default", "", [m for m in METHODS if m != "minmax"], "every layer")]
+        ("default", "", [m for m in METHODS if m != "minmax"], "every layer"),
+        ("bias_correction", "", [True], "every layer")]
     for op in fg.ops:
         out = op.outputs[0]
         if out in collector.stats and op.kind in LINEAR | {"add", "sub", "mul", "concat"}:
@@ -197,6 +201,8 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             trial = copy.deepcopy(choice)
             if kind == "default":
                 trial.default = option
+            elif kind == "bias_correction":
+                trial.bias_correction = option
             elif kind == "method":
                 trial.methods[key] = option
             else:
@@ -233,6 +239,7 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             "result": {"sqnr_db": round(current_db, 2), **final_cost},
             "steps": steps,
             "default_method": choice.default,
+            "bias_correction": choice.bias_correction,
             "methods": {k: v for k, v in choice.methods.items()},
             "dense_per_channel": sorted(k for k, v in choice.dense_per_channel.items() if v),
             "not_searched": "int16 activations and int4 weights (no kernels yet)",
@@ -248,6 +255,8 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
 def _what(kind: str, label: str, option: Any) -> str:
     if kind in ("method", "default"):
         return f"{label}: {option} range"
+    if kind == "bias_correction":
+        return f"{label}: bias correction"
     return f"{label}: per-channel weights"
 
 
