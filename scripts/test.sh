@@ -33,6 +33,13 @@ python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
 # importer. Pinned to the exact release: an open range lets pip pick a multi-GB CUDA build.
 python3 -c "import torch" 2>/dev/null ||
   python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
+# DCLS (SNN-delays' synapse) for the checkpoint tests and examples/snn_delays_demo.py, and
+# SpikingJelly's LIF for one cross-check; --no-deps: their requirements would pull torchvision
+# and an unpinned torch.
+python3 -c "import DCLS" 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check --no-deps "dcls==0.1.1"
+python3 -c "import spikingjelly" 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check --no-deps "spikingjelly==0.0.0.0.14"
 
 status=0
 python3 -m pytest -n 2 --dist loadfile "$@" || status=$?
