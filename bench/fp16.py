@@ -43,6 +43,7 @@ CONV_LAYERS: dict[str, tuple[tuple[int, int, int], tuple[int, int], int, int, bo
     "IC 3x3, 32x32x16 -> 16": ((32, 32, 16), (3, 3), 16, 1, True),
     "IC 3x3, 16x16x32 -> 32": ((16, 16, 32), (3, 3), 32, 1, True),
     "IC 3x3, 8x8x64 -> 64": ((8, 8, 64), (3, 3), 64, 1, True),
+    "VWW conv1 3x3 s2, 96x96x3 -> 8": ((96, 96, 3), (3, 3), 8, 2, True),
     "VWW pointwise 1x1, 24x24x32 -> 32": ((24, 24, 32), (1, 1), 32, 1, False),
     "VWW pointwise 1x1, 6x6x128 -> 128": ((6, 6, 128), (1, 1), 128, 1, False),
 }

@@ -473,6 +473,12 @@ def _zoo_fixed(seed: int = ZOO_SEED) -> _Builder:
     # channels in lanes reading windows from a zero-padded copy: batch 2, dilated rows, stride 2
     b.conv({"input": (2, 6, 5, 3), "kh": 3, "kw": 2, "sh": 1, "sw": 2, "dh": 2, "dw": 1,
             "same": True, "oc": 40, "mult": 1, "bias": True, "act": "relu6"})  # fmt: skip
+    # wide output rows, pixels in lanes along each row over a padded band: batch 2 and stride 2;
+    # dilated rows with a row longer than one FP16 vector (70 pixels); channel tails in both
+    b.conv({"input": (2, 6, 66, 3), "kh": 3, "kw": 3, "sh": 2, "sw": 2, "dh": 1, "dw": 1,
+            "same": True, "oc": 8, "mult": 1, "bias": True, "act": "relu"})  # fmt: skip
+    b.conv({"input": (1, 7, 70, 2), "kh": 3, "kw": 2, "sh": 1, "sw": 1, "dh": 2, "dw": 1,
+            "same": True, "oc": 5, "mult": 1, "bias": True, "act": "none"})  # fmt: skip
     # filter rows of more than 128 bytes: the in-image gather copies each in several vectors
     conv((1, 5, 5, 24), 3, 1, 6, True, "relu")
     for ch, mult, stride in ((16, 1, 1), (32, 1, 2), (8, 1, 1), (5, 2, 1)):

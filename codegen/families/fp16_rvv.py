@@ -18,6 +18,9 @@ sequential fused sum, independent of the vector length. Windowed convolutions ga
 With channels in lanes and a small input (MAX_PADDED_INPUT), the input is copied once into a
 zero-padded image instead and every window is read in place, one filter row after the other:
 the gather costs the same in both precisions and was most of a layer with one input channel.
+With pixels in lanes and wide output rows (VWW's first conv: 48 pixels), one output row is one
+vector and each input column one strided load from a zero-padded band of the KH input rows under
+it, when the estimate in _maybe_pixel_rows beats gathering 64 im2col rows.
 Depthwise convolutions vectorise over channels with `vfmacc.vv`, P neighbouring pixels sharing
 each tap's weight vector. Pooling vectorises over channels: binary32 sums (`vfwadd.wv` widens
 binary16 exactly), one `vfdiv`, one `vfncvt` to binary16; `vfmax` for max pooling.
@@ -55,6 +58,12 @@ PER_TILE = 5
 # in place instead of gathering im2col rows: the gather costs the same in FP16 and FP32 and
 # dominated layers with few input channels (KWS's first conv: K = 40, one channel).
 MAX_PADDED_INPUT = 4096
+# Pixels in lanes along one output row read each input column with one strided load from a
+# zero-padded band of KH input rows (no im2col), when the estimate says it beats gathering rows:
+# per im2col row gathered, per band row copied (and per 128 bytes of it), per band.
+GATHER_ROW_NOW, GATHER_KY_NOW = 25, 8
+BAND_ROW, BAND_CHUNK, BAND = 2, 7, 10
+MAX_BAND = 16 * 1024
 
 
 def lmul_for(op: Op, channels: int) -> tuple[int, int]:
@@ -173,6 +182,8 @@ def _prepare_conv(graph: Graph, op: Op) -> None:
     q["rvv_im2col"] = not pointwise or (bool(q.get("rvv_px")) and gather)
     if not q["rvv_im2col"]:
         op.attrs.pop("scratch_bytes", None)
+    elif q.get("rvv_px") and int(op.attrs["dilation"][1]) == 1:
+        _maybe_pixel_rows(graph, op, esize)
     elif not q.get("rvv_px") and int(op.attrs["dilation"][1]) == 1:
         padded = _padded_input(graph, op)
         n, ph, pw, ic = padded
@@ -180,6 +191,31 @@ def _prepare_conv(graph: Graph, op: Op) -> None:
             q["rvv_im2col"] = False
             q["rvv_direct"] = {"PH": ph, "PW": pw}
             op.attrs["scratch_bytes"] = n * ph * pw * ic * esize
+
+
+def _maybe_pixel_rows(graph: Graph, op: Op, esize: int) -> None:
+    """Switch a gathering pixel-lane conv to output-row vectors over a padded band if cheaper."""
+    q = op.attrs["q"]
+    n, _, pw, ic = _padded_input(graph, op)
+    _, ih, iw, _ = graph.tensor(op.inputs[0]).shape
+    _, oh, ow, _ = graph.tensor(op.outputs[0]).shape
+    kh = graph.tensor(op.inputs[1]).shape[1]
+    k = graph.tensor(op.inputs[1]).size // graph.tensor(op.outputs[0]).shape[3]
+    lanes, qn, groups = q["rvv_lanes"], q["rvv_q"], q["rvv_groups"]
+    band_bytes = kh * pw * ic * esize
+    if band_bytes > MAX_BAND:
+        return
+    per_vector = groups * (k * (3 + 2 * qn) + 3 * qn + PER_TILE)
+    rows = n * oh * ow
+    gathered = -(-rows // lanes) * per_vector + rows * (GATHER_ROW_NOW + GATHER_KY_NOW * kh)
+    band = (
+        BAND + kh * (BAND_ROW + BAND_CHUNK * -(-iw * ic * esize // 128)) + 2 * -(-band_bytes // 128)
+    )
+    banded = n * oh * (band + -(-ow // lanes) * (per_vector + groups * 3 * kh))
+    if banded < gathered:
+        q["rvv_im2col"] = False
+        q["rvv_prow"] = {"PW": pw}
+        op.attrs["scratch_bytes"] = band_bytes
 
 
 def _padded_input(graph: Graph, op: Op) -> tuple[int, int, int, int]:
