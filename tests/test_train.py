@@ -59,15 +59,16 @@ def conv_net(seed: int = 0, stride: int = 1, pad: int = 1, k: int = 3) -> Graph:
 
 
 def ds_net(seed: int = 0) -> Graph:
-    """Depthwise-separable blocks with every pooling kind between them, trained whole."""
+    """Depthwise-separable blocks with every pooling kind between them (two with a fused clamp),
+    trained whole."""
     c = FloatChain((1, 9, 8, 2), seed)
     c.conv(4, 3, stride=2, pad=1)
     c.dwconv(3, pad=1)
-    c.conv(4, 1)
-    c.pool("max_pool2d", 2, 1)
+    c.conv(4, 1, act="none")
+    c.pool("max_pool2d", 2, 1, act="relu")  # a ReLU after a pool: its mask before the routing
     c.dwconv(3, mult=2, pad=1, act="relu6")
     c.pool("avg_pool2d", 2, 2, pad=1)
-    c.global_pool()
+    c.global_pool(act="relu6")
     c.flatten()
     c.fc(CLASSES)
     return c.graph("ds_net")
@@ -317,10 +318,6 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
                     img, kernel, b, (g.sh, g.sw), (g.pt, g.pl), (g.dh, g.dw), groups=g.c
                 )
                 v = out.permute(0, 2, 3, 1).reshape(t.rows, t.units)
-            if t.activation == "relu":
-                v = torch.relu(v)
-            elif t.activation == "relu6":
-                v = torch.clamp(v, 0.0, 6.0)
             v = v.reshape(-1)
         elif t.kind == "avgpool":
             v = v.reshape(t.rows, t.units).mean(dim=0)
@@ -335,6 +332,10 @@ def _torch_tail(build: Any, x: np.ndarray, target: Any) -> tuple[float, list, li
                 else f.avg_pool2d(img, *args, count_include_pad=False)
             )
             v = out.permute(0, 2, 3, 1).reshape(-1)
+        if t.activation == "relu":
+            v = torch.relu(v)
+        elif t.activation == "relu6":
+            v = torch.clamp(v, 0.0, 6.0)
     if spec.loss == "cross-entropy":
         loss = torch.nn.functional.cross_entropy(v[None, :], torch.tensor([int(target)]))
     else:

@@ -73,18 +73,18 @@ class FloatChain:
         self._op("depthwise_conv2d", ins, (n, oh, ow, c * mult), attrs)
         return self
 
-    def pool(self, kind: str, k: int, stride: int, pad: int = 0) -> FloatChain:
-        """avg_pool2d or max_pool2d over k x k windows."""
+    def pool(self, kind: str, k: int, stride: int, pad: int = 0, act: str = "none") -> FloatChain:
+        """avg_pool2d or max_pool2d over k x k windows (`act`: a fused clamp after it)."""
         n, _, _, c = self.shape
         oh, ow, attrs = self._window(k, stride, pad)
         del attrs["dilation"]
-        attrs.update(filter=[k, k], activation="none")
+        attrs.update(filter=[k, k], activation=act)
         self._op(kind, [], (n, oh, ow, c), attrs)
         return self
 
-    def global_pool(self) -> FloatChain:
+    def global_pool(self, act: str = "none") -> FloatChain:
         n, h, w, c = self.shape
-        attrs = {"filter": [h, w], "stride": [1, 1], "pad": [0, 0], "activation": "none"}
+        attrs = {"filter": [h, w], "stride": [1, 1], "pad": [0, 0], "activation": act}
         self._op("avg_pool2d", [], (n, 1, 1, c), attrs)
         return self
 

@@ -196,7 +196,7 @@ class GoldenTrainer:
                 acc = np.zeros(t.units, dtype=F32)
                 for r in range(t.rows):
                     acc = (acc + rows[r].astype(F32)).astype(F32)
-                y = (acc / F32(t.rows)).astype(F32).astype(self.dtype)
+                y = g.clamp((acc / F32(t.rows)).astype(F32).astype(self.dtype), t.activation)
             else:
                 y = v.copy()
             acts.append(np.asarray(y).reshape(-1))
@@ -255,6 +255,10 @@ class GoldenTrainer:
             t = self.spec.tail[ti]
             if t.kind == "reshape":
                 continue
+            if t.kind in ("pool", "avgpool"):
+                # a fused clamp after the pool passes the gradient where it passed the value
+                mask = relu_mask(acts[ti + 1], t.activation)
+                dy = np.where(mask, dy, dt.type(0.0)).astype(dt)
             if t.kind == "pool":
                 dy = pool_backward(t, acts[ti], acts[ti + 1], dy, dt)
                 continue

@@ -147,14 +147,15 @@ def render_training(spec: TrainSpec, name: str, rvv: bool = False) -> dict[str, 
             "geom": t.conv,
             "mult": t.mult,
             "pool": t.pool,
+            "out_size": t.out_size,
+            "post": t.kind in ("pool", "avgpool") and t.activation != "none",
         }
+        lo, hi = ACTIVATION_BOUNDS[t.activation]
+        item.update(lo=None if lo is None else _hexf(lo), hi=None if hi is None else _hexf(hi))
         if t.trained:
             assert t.weights is not None and t.bias is not None
-            lo, hi = ACTIVATION_BOUNDS[t.activation]
             item.update(
                 d=d,
-                lo=None if lo is None else _hexf(lo),
-                hi=None if hi is None else _hexf(hi),
                 # the model's layouts: dense [units][depth] (weight-gradient and input-gradient
                 # loops run over a contiguous row of inputs), depthwise [taps][channels]
                 w_body=_body(t.weights if t.kind == "dense" else t.weights.T),

@@ -33,8 +33,8 @@ LOSSES = ("cross-entropy", "mse")
 OPTIMIZERS = ("sgd",)
 TRAINABLE_ACTIVATIONS = ("none", "relu", "relu6")
 TAIL_KINDS = (
-    "fully_connected, conv2d and depthwise_conv2d (any kernel, batch 1), avg_pool2d and "
-    "max_pool2d (no fused activation), reshape"
+    "fully_connected, conv2d and depthwise_conv2d (any kernel, batch 1), avg_pool2d, "
+    "max_pool2d, reshape, with fused activations none, relu or relu6"
 )
 WEIGHTED = ("fully_connected", "conv2d", "depthwise_conv2d")
 
@@ -251,22 +251,23 @@ def _depthwise(graph: Graph, op: Op, where: str) -> TailOp:
 def _pool(graph: Graph, op: Op, where: str) -> TailOp:
     n, h, w, c = graph.tensor(op.inputs[0]).shape
     out = graph.tensor(op.outputs[0]).shape
-    if op.attrs.get("activation", "none") != "none":
+    act = op.attrs.get("activation", "none")  # a standalone ReLU after a pool is fused here
+    if act not in TRAINABLE_ACTIVATIONS:
         raise EdgekitError(
-            f"layer {op.name}: a fused activation on {op.kind} has no backward kernel",
+            f"layer {op.name}: activation '{act}' on {op.kind} has no backward kernel",
             where,
-            "use a smaller --train-last so the tail starts after it",
+            f"the tail may use {', '.join(TRAINABLE_ACTIVATIONS)}; use a smaller --train-last",
         )
     kind = "max" if op.kind == "max_pool2d" else "avg"
     if kind == "avg" and list(op.attrs["filter"]) == [h, w] and tuple(out[1:3]) == (1, 1):
         if n != 1:
             raise EdgekitError(f"layer {op.name}: pools can be trained with batch 1 only", where)
-        return TailOp("avgpool", -1, op.name, h * w, c, c, source=op.kind)
+        return TailOp("avgpool", -1, op.name, h * w, c, c, act, source=op.kind)
     fh, fw = op.attrs["filter"]
     geom = _geom(graph, op, fh, fw, where)
     geom.dh = geom.dw = 1
     rows = geom.oh * geom.ow
-    return TailOp("pool", -1, op.name, rows, fh * fw, c, source=op.kind, conv=geom, pool=kind)
+    return TailOp("pool", -1, op.name, rows, fh * fw, c, act, source=op.kind, conv=geom, pool=kind)
 
 
 def training_spec(
