@@ -391,6 +391,10 @@ def test_training_errors_in_the_api() -> None:
         build_training(mlp(), "fp16", 1, optimizer="sgd:momentum=1.5")
     with pytest.raises(EdgekitError, match="rounds to 0"):
         build_training(mlp(), "fp16", 1, optimizer="sgd:lr=1e-9")
+    with pytest.raises(EdgekitError, match=r"softmax1 \(softmax\) lies in the trainable tail"):
+        build_training(FloatChain((1, 8)).fc(6).softmax().fc(3).graph("mid_softmax"), "fp16", 2)
+    with pytest.raises(EdgekitError, match="'relu_n1_to_1' has no backward kernel"):
+        build_training(FloatChain((1, 8)).fc(6).fc(3, "relu_n1_to_1").graph("clip"), "fp16", 1)
     with pytest.raises(EdgekitError, match="cross-entropy needs logits"):
         c = FloatChain((1, 8), 0)
         c.fc(3, "relu")
