@@ -172,6 +172,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "target": args.target, "snn_kernel": args.snn_kernel, "input_rate": _rate(args.input_rate),
         "ram_budget": args.ram_budget,
     }  # fmt: skip
+    # trace the firmware back (issue 10): the tool version, the .ekir read here, and the
+    # checkpoint or NIR file that `snn convert` made it from
+    from edgekit import __version__
+
+    report["edgekit_version"] = __version__
+    report["source_sha256"] = hashlib.sha256(Path(args.model).read_bytes()).hexdigest()
+    report["origin_sha256"] = graph.meta.get("source_sha256", "")
     out = write_output(compiled.as_compiled(), args.output, report, force=args.force)
     if args.json:
         print(json.dumps({"output": str(out), "report": report}, indent=2))
