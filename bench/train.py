@@ -10,7 +10,8 @@ Configurations (random weights; the instruction count does not depend on the val
 2. the same after a trained pointwise layer, so the conv's input gradient (col2im) is counted;
 3. the conv2d alone with an MSE loss on all its outputs (the loss is a sequential binary32 sum,
    scalar code in both precisions);
-4. the last layers of the MLPerf Tiny DS-CNN keyword spotter (depthwise 3x3 25x5x64, pointwise
+4. ResNet8's last 3x3 convolution with its head, without the skip connection;
+5. the last layers of the MLPerf Tiny DS-CNN keyword spotter (depthwise 3x3 25x5x64, pointwise
    64 -> 64, global average pool, fully connected 64 -> 12), cross-entropy, SGD, train-last 3.
 
 Each graph holds only the trained layers, so the counted window is the train step itself (no
@@ -56,6 +57,13 @@ def conv_alone() -> Graph:
     return FloatChain((1, 16, 16, 16)).conv(16, 3, pad=1, act="none").graph("conv3x3_mse")
 
 
+def resnet_tail() -> Graph:
+    """ResNet8's last 3x3 convolution (8x8x64 -> 64) and head, without the skip connection (a
+    residual add cannot be trained yet)."""
+    c = FloatChain((1, 8, 8, 64)).conv(64, 3, pad=1)
+    return c.global_pool().flatten().fc(10).graph("resnet_tail")
+
+
 def dscnn_tail() -> Graph:
     c = FloatChain((1, 25, 5, 64)).dwconv(3, pad=1).conv(64, 1)
     return c.global_pool().flatten().fc(12).graph("dscnn_tail")
@@ -69,6 +77,9 @@ CONFIGS = {
         pw_then_conv, 3, "cross-entropy", "conv",
     ),
     "conv2d 3x3 16x16x16 -> 16 alone, MSE on its 4,096 outputs": (conv_alone, 1, "mse", "conv"),
+    "ResNet8 last conv2d 3x3 8x8x64 -> 64 (no skip) + pool + fc 64 -> 10, train-last 2": (
+        resnet_tail, 2, "cross-entropy", "conv",
+    ),
     "DS-CNN last layers: dw 3x3 25x5x64, pw 64 -> 64, pool, fc 64 -> 12, train-last 3": (
         dscnn_tail, 3, "cross-entropy", "dscnn",
     ),
