@@ -163,3 +163,51 @@ def test_our_qdq_export_reads_back_as_the_same_int8_model(which: str) -> None:
                                        for x in xs]) for m in (q, back)]
     assert all(np.array_equal(np.asarray(u[0]), np.asarray(v[0]))
                for u, v in zip(*run, strict=True))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("options", [
+    {"per_channel": False},
+    {"per_channel": True, "extra_options": {"ActivationSymmetric": True}},
+])
+def test_a_pytorch_model_quantized_by_onnxruntime(tmp_path: Path, options: dict[str, Any]
+                                                  ) -> None:
+    """PyTorch export -> onnxruntime's pre-processing (BatchNorm folded) -> QDQ, per-tensor
+    weights or symmetric activations: still bit-exact with TFLM and within the bound."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 16, 1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+    ).eval()
+    src, pre, dst = tmp_path / "t.onnx", tmp_path / "tp.onnx", tmp_path / "tq.onnx"
+    torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(src), opset_version=17,
+                      input_names=[X], dynamo=False)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(pre))
+    rng = np.random.default_rng(33)
+    q = quantization
+    q.quantize_static(str(pre), str(dst), _Reader(rng.normal(size=(24, 3, 32, 32))
+                                                  .astype(np.float32)),
+                      quant_format=q.QuantFormat.QDQ, weight_type=q.QuantType.QInt8,
+                      activation_type=q.QuantType.QInt8, **options)
+    model = onnx.load(str(dst))
+    g = read_onnx(model.SerializeToString(), str(dst), "t")
+    xs = rng.normal(size=(6, 3, 32, 32)).astype(np.float32)
+    in_q, out = g.tensor(g.inputs[0]).quant, g.tensor(g.outputs[0]).quant
+    feeds = [[quantize_array(x.transpose(1, 2, 0)[None], in_q)] for x in xs]
+    host = HostModel(compile_graph(g))
+    ours = [host.run(f)[0] for f in feeds]
+    golden = run_tflm(export_tflite(g), feeds)
+    assert all(a.tobytes() == np.asarray(b[0], np.int8).tobytes()
+               for a, b in zip(ours, golden, strict=True))
+    sess = _session(model)
+    for x, mine in zip(xs, ours, strict=True):
+        theirs = np.rint(sess.run(None, {X: x[None]})[0].astype(np.float64).reshape(-1)
+                         / out.scalar_scale())
+        gap = np.abs(theirs - (mine.astype(np.float64).reshape(-1) - out.scalar_zero_point()))
+        assert gap.max() <= OUTPUT_BOUND_LSB
