@@ -97,7 +97,9 @@ def format_training(r: dict[str, Any]) -> str:
     for t in r["tail"]:
         what = (
             f"{t['op']} {t['rows']}x{t['depth']} -> {t['rows']}x{t['units']} {t['activation']}"
-            if t["trained"] else f"{t['op']} (passes the gradient)"
+            if t["trained"]
+            else f"{t['op']} (passes the gradient"
+            + (f", {t['activation']} mask)" if t["activation"] != "none" else ")")
         )  # fmt: skip
         lines.append(f"  {'trained' if t['trained'] else 'tail':7}  {t['name']:<24} {what}")
     ram = r["training_ram_bytes"]
