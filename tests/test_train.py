@@ -263,6 +263,8 @@ def test_report_shows_training_ram_separately() -> None:
         ("rv32-zfh-v", "fp16", "conv", "sgd:lr=0.05,momentum=0.9"),
         ("cortex-m55", "fp16", "conv", "sgd:lr=0.05"),
         ("rv32-zfh-v", "fp16", "ds", "sgd:lr=0.05"),
+        ("rv32-zfh-v", "fp16", "wide", "sgd:lr=0.01,momentum=0.9"),
+        ("rv32-zfh-v", "fp32", "wide", "sgd:lr=0.01"),
         ("cortex-m55", "fp32", "ds", "sgd:lr=0.05,momentum=0.9"),
     ],
 )
@@ -276,6 +278,9 @@ def test_emulated_train_step_equals_golden(
         graph, loss, last = conv_net(seed=3, stride=2), "cross-entropy", 4
     elif loss == "ds":  # depthwise, max and average pools
         graph, loss, last = ds_net(seed=3), "cross-entropy", 5
+    elif loss == "wide":  # more rows, inputs and units than one LMUL-8 vector holds
+        chain = FloatChain((1, 10, 10, 80), 3).conv(70, 1).global_pool().flatten().fc(66)
+        graph, loss, last = chain.graph("wide"), "cross-entropy", 2
     else:
         graph, last = kws_like(seed=3), 2
     build = build_training(graph, precision, last, loss, optimizer, target)
