@@ -265,6 +265,7 @@ def test_report_shows_training_ram_separately() -> None:
         ("rv32-zfh-v", "fp16", "ds", "sgd:lr=0.05"),
         ("rv32-zfh-v", "fp16", "wide", "sgd:lr=0.01,momentum=0.9"),
         ("rv32-zfh-v", "fp32", "wide", "sgd:lr=0.01"),
+        ("rv32-zfh-v", "fp16", "wide-mse", "sgd:lr=0.01"),  # 66 outputs: 8 full blocks and 2
         ("cortex-m55", "fp32", "ds", "sgd:lr=0.05,momentum=0.9"),
     ],
 )
@@ -278,9 +279,10 @@ def test_emulated_train_step_equals_golden(
         graph, loss, last = conv_net(seed=3, stride=2), "cross-entropy", 4
     elif loss == "ds":  # depthwise, max and average pools
         graph, loss, last = ds_net(seed=3), "cross-entropy", 5
-    elif loss == "wide":  # more rows, inputs and units than one LMUL-8 vector holds
+    elif loss.startswith("wide"):  # more rows, inputs and units than one LMUL-8 vector holds
         chain = FloatChain((1, 10, 10, 80), 3).conv(70, 1).global_pool().flatten().fc(66)
-        graph, loss, last = chain.graph("wide"), "cross-entropy", 2
+        loss = "mse" if loss == "wide-mse" else "cross-entropy"
+        graph, last = chain.graph("wide"), 2
     else:
         graph, last = kws_like(seed=3), 2
     build = build_training(graph, precision, last, loss, optimizer, target)
