@@ -470,3 +470,23 @@ def test_example_trains_on_the_emulated_mcu() -> None:
     assert "equal the golden model bit for bit" in proc.stdout
     means = [float(line.split()[-1]) for line in proc.stdout.splitlines() if "mean loss" in line]
     assert len(means) == 2 and means[1] < means[0]
+
+
+@pytest.mark.emulated
+def test_mlperf_kws_float_trains_bit_exact_under_qemu() -> None:
+    """The issue's command line on the MLPerf Tiny float keyword spotter: fp16, the pointwise
+    conv and the classifier trained, rv32-zfh-v; two steps equal the golden model."""
+    from edgekit.pipeline import load_model
+    from edgekit.train.runners import EmulatedTrainer
+    from tests.conftest import MLPERF_DIR
+
+    path = MLPERF_DIR / "kws_ref_model_float32.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    _require("rv32-zfh-v")
+    graph, _ = load_model(path)
+    build = build_training(graph, "fp16", 2, "cross-entropy", "sgd:lr=0.01", "rv32-zfh-v")
+    assert [t.name for t in build.spec.layers] == ["op8_conv2d", "op11_fully_connected"]
+    samples = _samples(graph, 2, "cross-entropy", seed=4)
+    losses, weights, _ = EmulatedTrainer(build).run(samples)
+    _assert_runs_equal("kws fp16 rv32", (losses, weights), _golden_run(build, samples))
