@@ -24,6 +24,14 @@ from edgekit.ir.graph import DTYPES
 from edgekit.pipeline import Compiled
 
 STRICT_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fPIC"]
+# EDGEKIT_SANITIZE=1 builds every generated model loaded into this process (HostModel, the
+# spiking and training host runners, which share these flags) with AddressSanitizer and UBSan,
+# so a whole test run checks each model it generates. The Python process must preload the
+# sanitizer runtimes: scripts/sanitize_suite.sh does that.
+SANITIZE_CFLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                   "-fno-omit-frame-pointer", "-g"]  # fmt: skip
+if os.environ.get("EDGEKIT_SANITIZE"):
+    STRICT_CFLAGS = [*STRICT_CFLAGS, *SANITIZE_CFLAGS]
 
 
 def cache_root() -> Path:
