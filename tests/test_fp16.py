@@ -479,8 +479,17 @@ def _zoo_fixed(seed: int = ZOO_SEED) -> _Builder:
             "same": True, "oc": 8, "mult": 1, "bias": True, "act": "relu"})  # fmt: skip
     b.conv({"input": (1, 7, 70, 2), "kh": 3, "kw": 2, "sh": 1, "sw": 1, "dh": 2, "dw": 1,
             "same": True, "oc": 5, "mult": 1, "bias": True, "act": "none"})  # fmt: skip
-    # filter rows of more than 128 bytes: the in-image gather copies each in several vectors
-    conv((1, 5, 5, 24), 3, 1, 6, True, "relu")
+    # several output rows per vector (indexed loads from the band): batch 2 with a last pass of
+    # fewer rows and an odd channel count; stride 2 with dilated rows
+    b.conv({"input": (2, 9, 16, 5), "kh": 3, "kw": 3, "sh": 1, "sw": 1, "dh": 1, "dw": 1,
+            "same": True, "oc": 7, "mult": 1, "bias": True, "act": "relu"})  # fmt: skip
+    b.conv({"input": (2, 11, 10, 4), "kh": 3, "kw": 2, "sh": 2, "sw": 1, "dh": 2, "dw": 1,
+            "same": True, "oc": 5, "mult": 1, "bias": True, "act": "none"})  # fmt: skip
+    # im2col gathers: filter rows of more than 128 bytes (in-image rows copied in several
+    # vectors, clipped ones at the border), and dilated rows in FP32
+    conv((1, 8, 8, 24), 3, 1, 30, True, "relu")
+    b.conv({"input": (1, 14, 14, 12), "kh": 3, "kw": 3, "sh": 1, "sw": 1, "dh": 2, "dw": 1,
+            "same": True, "oc": 40, "mult": 1, "bias": True, "act": "relu"})  # fmt: skip
     for ch, mult, stride in ((16, 1, 1), (32, 1, 2), (8, 1, 1), (5, 2, 1)):
         b.conv({"input": (1, 7, 6, ch), "kh": 3, "kw": 3, "sh": stride, "sw": stride, "dh": 1,
                 "dw": 1, "same": stride == 1, "oc": 0, "mult": mult, "bias": True,

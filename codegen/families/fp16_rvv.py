@@ -18,9 +18,10 @@ sequential fused sum, independent of the vector length. Windowed convolutions ga
 With channels in lanes and a small input (MAX_PADDED_INPUT), the input is copied once into a
 zero-padded image instead and every window is read in place, one filter row after the other:
 the gather costs the same in both precisions and was most of a layer with one input channel.
-With pixels in lanes and wide output rows (VWW's first conv: 48 pixels), one output row is one
-vector and each input column one strided load from a zero-padded band of the KH input rows under
-it, when the estimate in _maybe_pixel_rows beats gathering 64 im2col rows.
+With pixels in lanes, R output rows share a vector and read each input column from a zero-padded
+band of the input rows under them: one strided load for R = 1 (VWW's first conv, 48 pixels per
+row), one indexed load with a build-time offset table for R > 1 (IC's 32-pixel rows, two per
+FP16 vector), when the estimate in _maybe_pixel_rows beats gathering im2col rows.
 Depthwise convolutions vectorise over channels with `vfmacc.vv`, P neighbouring pixels sharing
 each tap's weight vector. Pooling vectorises over channels: binary32 sums (`vfwadd.wv` widens
 binary16 exactly), one `vfdiv`, one `vfncvt` to binary16; `vfmax` for max pooling.
@@ -102,6 +103,16 @@ def _pixel_plan(op: Op, channels: int, rows: int, k: int) -> tuple[dict[str, Any
     return plan, cost
 
 
+def _pixel_weights(w2d: np.ndarray, bias: np.ndarray, q: int) -> dict[str, np.ndarray]:
+    """Weights [groups][k][q] (the q weights of one k are adjacent scalars) and padded biases."""
+    channels, k = w2d.shape
+    groups = -(-channels // q)
+    wq = np.zeros((groups * q, k), dtype=w2d.dtype)
+    wq[:channels] = w2d
+    wpx = np.ascontiguousarray(wq.reshape(groups, q, k).transpose(0, 2, 1))
+    return {"wpx": wpx, "bpx": padded(bias, groups * q)}
+
+
 def _gather_cost(graph: Graph, op: Op, rows: int) -> int:
     """Estimated instructions of gathering every im2col row once (address arithmetic, then a
     copy and zero fills per filter row)."""
@@ -129,12 +140,7 @@ def _matmul_plan(
     pix_cost += gather if row_bytes else 0
     qd = op.attrs["q"]
     if pix_cost < PIXEL_ADVANTAGE * chan_cost and pix["rvv_lanes"] * row_bytes <= MAX_PIXEL_SCRATCH:
-        q, groups = pix["rvv_q"], pix["rvv_groups"]
-        wq = np.zeros((groups * q, k), dtype=w2d.dtype)
-        wq[:channels] = w2d
-        # [groups][k][q]: the q weights of one k are adjacent scalars
-        wpx = np.ascontiguousarray(wq.reshape(groups, q, k).transpose(0, 2, 1))
-        _add(graph, op, {"wpx": wpx, "bpx": padded(bias, groups * q)})
+        _add(graph, op, _pixel_weights(w2d, bias, pix["rvv_q"]))
         qd.update(pix)
         if row_bytes:
             op.attrs["scratch_bytes"] = pix["rvv_lanes"] * row_bytes
@@ -194,28 +200,60 @@ def _prepare_conv(graph: Graph, op: Op) -> None:
 
 
 def _maybe_pixel_rows(graph: Graph, op: Op, esize: int) -> None:
-    """Switch a gathering pixel-lane conv to output-row vectors over a padded band if cheaper."""
+    """Switch a gathering pixel-lane conv to output-row vectors over a padded band if cheaper.
+
+    R output rows share a vector when R * OW fits: the input columns then come from an indexed
+    load (vluxei16, byte offsets from a build-time table) instead of a strided one, and the
+    index vector takes a register group, so only two channels share it (q = 2).
+    """
     q = op.attrs["q"]
     n, _, pw, ic = _padded_input(graph, op)
     _, ih, iw, _ = graph.tensor(op.inputs[0]).shape
-    _, oh, ow, _ = graph.tensor(op.outputs[0]).shape
-    kh = graph.tensor(op.inputs[1]).shape[1]
-    k = graph.tensor(op.inputs[1]).size // graph.tensor(op.outputs[0]).shape[3]
-    lanes, qn, groups = q["rvv_lanes"], q["rvv_q"], q["rvv_groups"]
-    band_bytes = kh * pw * ic * esize
-    if band_bytes > MAX_BAND:
-        return
-    per_vector = groups * (k * (3 + 2 * qn) + 3 * qn + PER_TILE)
+    _, oh, ow, oc = graph.tensor(op.outputs[0]).shape
+    _, kh, kw, _ = graph.tensor(op.inputs[1]).shape
+    (sh, sw), (dh, _) = op.attrs["stride"], op.attrs["dilation"]
+    k = kh * kw * ic
+    lanes, qn = q["rvv_lanes"], q["rvv_q"]
+
+    def per_vector(qq: int) -> int:
+        return -(-oc // qq) * (k * (3 + 2 * qq) + 3 * qq + PER_TILE + 3 * kh)
+
+    def band_cost(band_rows: int) -> int:
+        chunks = -(-band_rows * pw * ic * esize // 128)
+        return BAND + band_rows * (BAND_ROW + BAND_CHUNK * -(-iw * ic * esize // 128)) + 2 * chunks
+
     rows = n * oh * ow
-    gathered = -(-rows // lanes) * per_vector + rows * (GATHER_ROW_NOW + GATHER_KY_NOW * kh)
-    band = (
-        BAND + kh * (BAND_ROW + BAND_CHUNK * -(-iw * ic * esize // 128)) + 2 * -(-band_bytes // 128)
-    )
-    banded = n * oh * (band + -(-ow // lanes) * (per_vector + groups * 3 * kh))
-    if banded < gathered:
-        q["rvv_im2col"] = False
-        q["rvv_prow"] = {"PW": pw}
-        op.attrs["scratch_bytes"] = band_bytes
+    best = -(-rows // lanes) * per_vector(qn) + rows * (GATHER_ROW_NOW + GATHER_KY_NOW * kh)
+    choice = None
+    r_max = max(1, min(lanes // ow, oh)) if ow <= lanes else 1
+    for r in range(1, r_max + 1):
+        band_rows = (r - 1) * sh + (kh - 1) * dh + 1
+        if band_rows * pw * ic * esize > MAX_BAND:
+            break
+        qq = qn if r == 1 else min(2, qn)
+        cost = n * -(-oh // r) * (band_cost(band_rows) + -(-ow // lanes) * per_vector(qq))
+        if cost < best:
+            best, choice = cost, (r, band_rows, qq)
+    if choice is None:
+        return
+    r, band_rows, qq = choice
+    q["rvv_im2col"] = False
+    q["rvv_prow"] = {"PW": pw, "R": r, "BR": band_rows}
+    op.attrs["scratch_bytes"] = band_rows * pw * ic * esize
+    if r > 1:
+        offsets = [((i // ow) * sh * pw + (i % ow) * sw) * ic * esize for i in range(r * ow)]
+        assert max(offsets) < 1 << 15  # the band is at most MAX_BAND bytes
+        q["rvv_band_index"] = graph.add_const(
+            f"{op.name}/rvv_band_offsets", np.array(offsets, dtype=np.int16)
+        )
+    if qq != qn:
+        w = graph.tensor(op.inputs[1]).data
+        bias = graph.tensor(q["bias"]).data
+        assert w is not None and bias is not None
+        for role in ("wpx", "bpx"):
+            graph.tensors.pop(q[f"rvv_{role}"])
+        _add(graph, op, _pixel_weights(w.reshape(oc, -1), bias, qq))
+        q.update(rvv_q=qq, rvv_groups=-(-oc // qq))
 
 
 def _padded_input(graph: Graph, op: Op) -> tuple[int, int, int, int]:
