@@ -41,9 +41,11 @@ def _fuzz_module() -> ModuleType:
 FUZZ = _fuzz_module()
 
 # fmt: off
-ONNX_REGRESSIONS = [0, 4, 16, 20, 27, 29, 34, 43, 55, 60, 61, 132, 184, 214, 218, 223, 224, 265,
-                    311, 322, 333, 408, 438, 460, 470, 509]
-NIR_REGRESSIONS = [1, 75, 142, 149, 153, 224, 236, 242, 253, 259, 267, 296]
+ONNX_REGRESSIONS = [0, 4, 16, 20, 27, 29, 34, 43, 55, 60, 61, 132, 136, 184, 214, 218, 223, 224,
+                    265, 311, 322, 333, 408, 438, 460, 470, 509]
+# 410 ... 10645: membrane scales outside [1e-30, 1e30] escaped the quantizer as ValueError
+NIR_REGRESSIONS = [1, 75, 142, 149, 153, 224, 236, 242, 253, 259, 267, 296, 410, 510, 658, 980,
+                   1204, 1572, 1578, 2719, 2878, 3071]
 # fmt: on
 
 
@@ -61,7 +63,9 @@ def _campaign(reader: str, **kw: object) -> dict:
     "reader,cases", [("onnx", ONNX_REGRESSIONS), ("nir", NIR_REGRESSIONS)], ids=["onnx", "nir"]
 )
 def test_former_fuzz_findings_end_in_one_clean_error(reader: str, cases: list[int]) -> None:
-    r = _campaign(reader, cases=cases)
+    # check_c: an accepted case's C is built with ASan/UBSan and run (onnx:136 was a float conv
+    # whose filter had 1 input channel for an 8-channel input: its C read past the weights)
+    r = _campaign(reader, cases=cases, check_c=len(cases) if reader == "onnx" else 0)
     assert r["executions"] == len(cases)
     assert r["findings"] == 0, r["finding_cases"]
 

@@ -147,6 +147,13 @@ def _convert_const(t: Tensor, dtype: str) -> None:
 
 
 def _q_for(graph: Graph, op: Op, dtype: str) -> dict[str, Any]:
+    from edgekit.passes.float_checks import check_float_op
+    from edgekit.passes.lower import UnsupportedOp
+
+    try:
+        check_float_op(graph, op)  # the shape relations lower.py checks on the INT8 path
+    except UnsupportedOp as exc:
+        raise UnsupportedFloatOp(str(exc)) from None
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     if op.kind in _DOT:
         w = graph.tensor(op.inputs[1])

@@ -162,5 +162,8 @@ def quantize(
     }
     graph_meta.update(meta or {})
     graph = Graph(name, tensors, ops, ["spikes_in"], [x], graph_meta)
-    graph.validate()
+    try:
+        graph.validate()
+    except ValueError as exc:  # e.g. a membrane scale outside [1e-30, 1e30] from extreme values
+        raise EdgekitError(f"the quantized spiking network is invalid: {exc}") from None
     return graph
