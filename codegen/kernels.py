@@ -46,9 +46,25 @@ def register(
     )
 
 
+INT16_FAMILIES = {"portable"}
+
+
+def _has_int16(graph: Graph, op: Op) -> bool:
+    return any(
+        t in graph.tensors and graph.tensors[t].dtype == "int16" and not graph.tensors[t].is_const
+        for t in op.inputs + op.outputs
+    )
+
+
 def select(graph: Graph, op: Op, families: list[str], capabilities: set[str]) -> KernelVariant:
     """The first variant, in the target's family order, that can run this op."""
+    _load_families()
+    # optimised integer kernels are written for int8 activations; a 16x8 (int16) op runs the
+    # portable kernel unless a family registers itself for int16 explicitly
+    wide = _has_int16(graph, op)
     for family in [*families, "portable"]:
+        if wide and family not in INT16_FAMILIES:
+            continue
         for v in _REGISTRY.get((family, op.kind), []):
             if v.requires <= capabilities and (v.accepts is None or v.accepts(graph, op)):
                 return v
@@ -72,6 +88,7 @@ def assign_kernels(graph: Graph, families: list[str], capabilities: set[str]) ->
 
 def variant_of(op: Op) -> KernelVariant:
     """The variant recorded on an op by assign_kernels."""
+    _load_families()
     k = op.attrs["kernel"]
     for v in _REGISTRY.get((k["family"], op.kind), []):
         if v.template == k["template"]:
@@ -105,7 +122,19 @@ for _kind, _template in _PORTABLE.items():
     register("portable", _kind, f"portable/{_template}.c.j2")
 
 
+_families_loaded = False
+
+
 def _load_families() -> None:
+    """Import every family module once, on the first lookup.
+
+    Not at import time of this module: family modules import it to register, and one family
+    importing another (rvv uses rv32's helpers) would then meet a half-initialised module.
+    """
+    global _families_loaded
+    if _families_loaded:
+        return
+    _families_loaded = True
     import importlib
     import pkgutil
 
@@ -113,6 +142,3 @@ def _load_families() -> None:
 
     for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name):
         importlib.import_module(f"codegen.families.{info.name}")
-
-
-_load_families()
