@@ -126,6 +126,13 @@ def _op_context(ctx: _Ctx, op: Op) -> dict[str, Any]:
             decay_c=_uniform(g, op.inputs[3]),
             threshold_c=_uniform(g, op.inputs[2]),
         )
+        if op.kind == ops.CUBA:
+            c.update(
+                syn_off=state.offsets[op.attrs["state"]["synaptic"]],
+                syn_decay=ctx.const(op.inputs[4], op, "syn_decay"),
+                syn_decay_c=_uniform(g, op.inputs[4]),
+                syn_bias=ctx.const(op.inputs[5], op, "syn_bias"),
+            )
     return c
 
 

@@ -138,6 +138,11 @@ def build_snn_design(graph: Graph, name: str, io: str = "parallel") -> SnnDesign
         raise EdgekitError(f"unknown I/O style '{io}'", hint="use parallel or stream")
     layers = []
     for x in ops.layers(graph):
+        if x.kind not in NEURON_NAME:
+            raise EdgekitError(
+                f"op {x.neuron.name}: {x.kind} neurons have no HLS template yet",
+                hint="generate C for it with edgekit generate (the C kernels support it)",
+            )
         layers.append(
             SnnLayer(
                 x.index, x.neuron.name, x.kind, x.n_in, x.n_out, x.max_delay,

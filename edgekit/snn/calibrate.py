@@ -24,12 +24,13 @@ from edgekit.snn.verify import compare_trains
 PREFIX = "float/"
 CLIPS = (100.0, 99.9, 99.5, 99.0)
 _FIELDS = ("weight", "gain", "offset", "beta", "v_threshold")
+_CUBA_FIELDS = ("syn_beta", "syn_offset")  # only cuba layers have them
 
 
 def attach_float(graph: Graph, net: FloatSnn) -> None:
     """Keep `net` in `graph`: float32 tensors no op reads, plus per-layer facts in meta."""
     for k, layer in enumerate(net.layers):
-        for f in _FIELDS:
+        for f in _FIELDS + (_CUBA_FIELDS if layer.neuron == "cuba" else ()):
             arr = np.ascontiguousarray(getattr(layer, f), dtype=np.float32)
             name = f"{PREFIX}l{k}/{f}"
             graph.tensors[name] = Tensor(name, tuple(arr.shape), "float32", None, arr)
@@ -52,7 +53,7 @@ def float_of(graph: Graph, where: str) -> FloatSnn:
     layers = []
     for k, (layer, fact) in enumerate(zip(ops.layers(graph), facts, strict=True)):
         arrs = {}
-        for f in _FIELDS:
+        for f in _FIELDS + (_CUBA_FIELDS if fact["neuron"] == "cuba" else ()):
             t = graph.tensors.get(f"{PREFIX}l{k}/{f}")
             if t is None or t.data is None:
                 raise EdgekitError(f"float tensor '{PREFIX}l{k}/{f}' is missing", where)

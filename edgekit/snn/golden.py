@@ -6,6 +6,8 @@ Per layer and step t (docs/snn.md, "Integer semantics"):
     v_i    = sat32(decay(v_i) + I_i + bias_i)     decay(v) = floor((v m_i + 2^29) / 2^30)
     lif/if: spike_i = v_i >= theta_i; on a spike v_i = 0 (zero) or v_i - theta_i (subtract)
     li:     v_i is the output
+    cuba:   j_i = sat32(decay_syn(j_i) + I_i + syn_bias_i), then v_i = sat32(decay(v_i) + j_i +
+            bias_i) and spike as lif (the synaptic current j_i is state, like v_i)
 
 `if` neurons skip the decay. A chunk of steps is computed layer by layer (the network is
 feed-forward, so this equals step by step): the currents of all steps come from one matrix product
@@ -20,7 +22,7 @@ import numpy as np
 
 from edgekit.ir.graph import Graph
 from edgekit.snn import ops
-from edgekit.snn.ops import DECAY_SHIFT, LI
+from edgekit.snn.ops import CUBA, DECAY_SHIFT, LI
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -51,6 +53,7 @@ class GoldenSnn:
     def reset(self) -> None:
         self._hist = [np.zeros((layer.max_delay - 1, layer.n_in), bool) for layer in self.layers]
         self._v = [np.zeros(layer.n_out, np.int64) for layer in self.layers]
+        self._j = [np.zeros(layer.n_out, np.int64) for layer in self.layers]
 
     @property
     def membranes(self) -> list[np.ndarray]:
@@ -77,7 +80,12 @@ class GoldenSnn:
         out = np.zeros((x.shape[0], 0))
         for k, layer in enumerate(self.layers):
             cur = self._currents(k, x)
-            v = self._v[k]
+            v, j = self._v[k], self._j[k]
+            cuba = layer.kind == CUBA
+            if cuba:
+                assert layer.syn_decay is not None and layer.syn_bias is not None
+                sdec = layer.syn_decay.astype(np.int64)
+                sbias = layer.syn_bias.astype(np.int64)
             bias = layer.bias.astype(np.int64)
             dec = None if layer.decay is None else layer.decay.astype(np.int64)
             thr = None if layer.threshold is None else layer.threshold.astype(np.int64)
@@ -86,12 +94,17 @@ class GoldenSnn:
             for t in range(x.shape[0]):
                 if dec is not None:
                     v = (v * dec + (1 << (DECAY_SHIFT - 1))) >> DECAY_SHIFT
-                v = np.clip(v + cur[t] + bias, _I32_MIN, _I32_MAX)
+                if cuba:
+                    j = (j * sdec + (1 << (DECAY_SHIFT - 1))) >> DECAY_SHIFT
+                    j = np.clip(j + cur[t] + sbias, _I32_MIN, _I32_MAX)
+                    v = np.clip(v + j + bias, _I32_MIN, _I32_MAX)
+                else:
+                    v = np.clip(v + cur[t] + bias, _I32_MIN, _I32_MAX)
                 if thr is not None:
                     s[t] = v >= thr
                     v = np.where(s[t], 0 if layer.reset == "zero" else v - thr, v)
                 vs[t] = v
-            self._v[k] = v
+            self._v[k], self._j[k] = v, j
             if layer.kind == LI:
                 out = vs
             else:

@@ -269,12 +269,16 @@ def _steps(delay_s: np.ndarray, dt: float, what: str) -> np.ndarray:
 
 
 def from_nir(graph: Any, dt: float, where: str = "nir") -> FloatSnn:
-    """A NIR chain Input, ([Delay] Affine|Linear [Delay] LIF|IF|LI)+, Output, at time step dt (s).
+    """A NIR chain Input, ([Delay] Affine|Linear|Conv1d [Delay] LIF|IF|LI|CubaLIF)+, Output (with
+    Flatten anywhere), at time step dt (s).
 
     Neurons are discretised with forward Euler at dt: LIF v <- (1 - dt/tau) v + dt/tau (v_leak +
-    r I), IF v <- v + dt r I, LI like LIF without spikes; NIR fires on v > v_threshold and resets
-    to v_reset, which must be 0. A Delay before the weights delays each input, one after them each
-    output; a synapse's delay is the sum, in whole steps.
+    r I), IF v <- v + dt r I, LI like LIF without spikes; CubaLIF first its current
+    I <- (1 - dt/tau_syn) I + dt/tau_syn w_in S, then the membrane as LIF from the new current
+    (snnTorch's Synaptic neuron steps in this order). NIR fires on v > v_threshold and resets to
+    v_reset, which must be 0. A Delay before the weights delays each input, one after them each
+    output; a synapse's delay is the sum, in whole steps. Conv1d (over channels x positions, at
+    every step) becomes the equivalent dense weight matrix.
     """
     import nir
 
@@ -309,7 +313,14 @@ def from_nir(graph: Any, dt: float, where: str = "nir") -> FloatSnn:
                 if isinstance(node, nir.Affine)
                 else np.zeros(weight.shape[0])
             )
-        elif isinstance(node, nir.LIF | nir.IF | nir.LI):
+        elif isinstance(node, nir.Conv1d):
+            if weight is not None:
+                raise EdgekitError(f"{what}: two weight nodes without a neuron in between")
+            n_prev = layers[-1].n_out if layers else n_inputs
+            weight, bias = conv1d_matrix(node, n_prev, what)
+        elif isinstance(node, nir.Flatten):
+            pass  # vectors are already flat, in C order, which is how Conv1d outputs are laid out
+        elif isinstance(node, nir.LIF | nir.IF | nir.LI | nir.CubaLIF):
             if weight is None:
                 raise EdgekitError(f"{what}: a neuron node needs a weight node before it")
             n_out, n_in = weight.shape
@@ -342,6 +353,78 @@ def _per_neuron(value: Any, n: int, what: str, name: str) -> np.ndarray:
     return arr
 
 
+def _int_param(value: Any, what: str, name: str) -> int:
+    arr = np.asarray(value).reshape(-1)
+    if (
+        arr.size != 1
+        or arr.dtype.kind not in "iu"
+        and not (arr.dtype.kind == "f" and np.isfinite(arr[0]) and float(arr[0]).is_integer())
+    ):
+        raise EdgekitError(f"{what}: Conv1d {name} must be one integer")
+    return int(arr[0])
+
+
+def conv1d_matrix(node: Any, n_prev: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """A NIR Conv1d as (dense weight [C_out * L_out, C_in * L_in], bias [C_out * L_out]).
+
+    Input element (c, l) is c * L_in + l and output (o, m) is o * L_out + m (C order, the way NIR
+    flattens). Output (o, m) = bias_o + sum over c in o's group and taps k of
+    w[o, c', k] x[c, m * stride - pad + k * dilation], positions outside the input being zero
+    (PyTorch's Conv1d; 'same' pads dilation * (K - 1) // 2 on the left). Every product lands in
+    exactly one matrix entry, so the dense layer computes the same sums.
+    """
+    w = _real(node.weight, what, "weight")
+    if w.ndim != 3:
+        raise EdgekitError(f"{what}: Conv1d weight must be [C_out, C_in / groups, K]")
+    c_out, c_in_g, k_size = w.shape
+    stride = _int_param(node.stride, what, "stride")
+    dilation = _int_param(node.dilation, what, "dilation")
+    groups = _int_param(node.groups, what, "groups")
+    if stride < 1 or dilation < 1 or groups < 1 or c_out % groups:
+        raise EdgekitError(f"{what}: Conv1d needs stride, dilation, groups >= 1, groups | C_out")
+    c_in = c_in_g * groups
+    if node.input_shape is not None:
+        l_in = _int_param(node.input_shape, what, "input_shape")
+    elif c_in and n_prev % c_in == 0:
+        l_in = n_prev // c_in
+    else:
+        raise EdgekitError(
+            f"{what}: Conv1d's {c_in} input channels do not divide its {n_prev} inputs"
+        )
+    if l_in < 1 or c_in * l_in != n_prev:
+        raise EdgekitError(
+            f"{what}: Conv1d takes {c_in} channels x {l_in} positions, its input has {n_prev}"
+        )
+    span = dilation * (k_size - 1)
+    if isinstance(node.padding, str):
+        if node.padding == "same" and stride != 1:
+            raise EdgekitError(f"{what}: Conv1d padding 'same' needs stride 1")
+        pad_l = span // 2 if node.padding == "same" else 0
+        pad_total = span if node.padding == "same" else 0
+    else:
+        pad_l = _int_param(node.padding, what, "padding")
+        pad_total = 2 * pad_l
+    if pad_l < 0:
+        raise EdgekitError(f"{what}: negative Conv1d padding")
+    l_out = (l_in + pad_total - span - 1) // stride + 1
+    if l_out < 1:
+        raise EdgekitError(f"{what}: Conv1d kernel is longer than its padded input")
+    if c_out * l_out * n_prev > 1 << 24:
+        raise EdgekitError(f"{what}: Conv1d as a dense matrix would exceed 16M weights")
+    dense = np.zeros((c_out, l_out, c_in, l_in))
+    per_group = c_out // groups
+    for o in range(c_out):
+        g = o // per_group
+        for m in range(l_out):
+            for k in range(k_size):
+                pos = m * stride - pad_l + k * dilation
+                if 0 <= pos < l_in:
+                    dense[o, m, g * c_in_g : (g + 1) * c_in_g, pos] += w[o, :, k]
+    b = getattr(node, "bias", None)
+    bias = np.zeros(c_out) if b is None else _per_neuron(b, c_out, what, "bias")
+    return dense.reshape(c_out * l_out, c_in * l_in), np.repeat(bias, l_out)
+
+
 def _nir_layer(
     node: Any, weight: np.ndarray, bias: np.ndarray, d: np.ndarray, dt: float, what: str
 ) -> FloatLayer:
@@ -349,7 +432,20 @@ def _nir_layer(
 
     n_out = weight.shape[0]
     r = _per_neuron(node.r, n_out, what, "r")
-    if isinstance(node, nir.IF):
+    syn_beta = syn_offset = None
+    if isinstance(node, nir.CubaLIF):
+        tau_syn = _per_neuron(node.tau_syn, n_out, what, "tau_syn")
+        tau_mem = _per_neuron(node.tau_mem, n_out, what, "tau_mem")
+        if np.any(tau_syn < dt) or np.any(tau_mem < dt):
+            raise EdgekitError(f"{what}: a time constant below the time step makes Euler unstable")
+        ks, km = dt / tau_syn, dt / tau_mem
+        w_in = _per_neuron(node.w_in, n_out, what, "w_in")
+        # the membrane sees km r I; carrying J = km r I as the state folds km r into the weights
+        gain = km * r * ks * w_in
+        syn_beta, syn_offset = 1.0 - ks, gain * bias
+        beta, offset = 1.0 - km, km * _per_neuron(node.v_leak, n_out, what, "v_leak")
+        neuron = "cuba"
+    elif isinstance(node, nir.IF):
         beta, gain, offset = np.ones(n_out), dt * r, dt * r * bias
         neuron = "if"
     else:
@@ -367,7 +463,9 @@ def _nir_layer(
         if v_reset is not None and np.any(_per_neuron(v_reset, n_out, what, "v_reset") != 0):
             raise EdgekitError(f"{what}: only v_reset = 0 is supported")
     dmax = int(d.max(initial=0)) + 1
-    return FloatLayer(weight, d, dmax, neuron, beta, gain, offset, thr, "zero", strict=True)
+    return FloatLayer(
+        weight, d, dmax, neuron, beta, gain, offset, thr, "zero", True, syn_beta, syn_offset
+    )
 
 
 def read_nir(path: str | Path, dt: float) -> FloatSnn:

@@ -9,6 +9,9 @@ time step (the order a streaming device sees). Per step t and output neuron i:
     lif/if: spike when v_i >= v_threshold (> for NIR models), then v_i <- 0 (reset "zero")
             or v_i - v_threshold (reset "subtract")
     li:     never spikes; v is the readout
+    cuba:   a current-based LIF: a synaptic current j filters y first, the membrane integrates j
+            j_i(t) = syn_beta_i * j_i(t-1) + gain_i * I_i(t) + syn_offset_i
+            v_i(t) = beta_i * v_i(t-1) + j_i(t) + offset_i, then spike and reset as lif
 
 This is SpikingJelly's LIFNode with decay_input=False and v_reset=0 (beta = 1 - 1/tau), fed by a
 Dcls1d whose kernel has one tap per synapse. `simulate` runs it in float64; `predict` is the
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-NEURONS = ("lif", "if", "li")
+NEURONS = ("lif", "if", "li", "cuba")
 RESETS = ("zero", "subtract")
 
 
@@ -38,6 +41,9 @@ class FloatLayer:
     v_threshold: np.ndarray  # [n_out]; unused for li
     reset: str = "zero"
     strict: bool = False  # spike when v > v_threshold (NIR) instead of v >= v_threshold
+    # cuba only: the synaptic current's decay per step and its per-step input (an Affine bias)
+    syn_beta: np.ndarray | None = None
+    syn_offset: np.ndarray | None = None
 
     @property
     def n_in(self) -> int:
@@ -64,6 +70,14 @@ class FloatLayer:
             raise ValueError(f"{where}: membrane decay must lie in [0, 1] (tau >= 1 step)")
         if self.neuron != "li" and np.any(self.v_threshold <= 0):
             raise ValueError(f"{where}: thresholds must be positive")
+        if self.neuron == "cuba":
+            for name in ("syn_beta", "syn_offset"):
+                value = getattr(self, name)
+                if value is None or value.shape != (n_out,):
+                    raise ValueError(f"{where}: a cuba layer needs {name} of shape ({n_out},)")
+            assert self.syn_beta is not None
+            if np.any(self.syn_beta < 0) or np.any(self.syn_beta > 1):
+                raise ValueError(f"{where}: synaptic decay must lie in [0, 1] (tau_syn >= 1 step)")
 
 
 @dataclass
@@ -108,12 +122,17 @@ def simulate(net: FloatSnn, spikes: np.ndarray) -> dict[str, Any]:
     x = np.asarray(spikes).astype(bool)
     out: dict[str, Any] = {"spikes": [], "readout": None}
     for layer in net.layers:
-        y = _delayed_current(layer, x) * layer.gain + layer.offset
-        v = np.zeros(layer.n_out)
+        y = _delayed_current(layer, x) * layer.gain
+        v, j = np.zeros(layer.n_out), np.zeros(layer.n_out)
         s = np.zeros((x.shape[0], layer.n_out), dtype=bool)
         vs = np.zeros((x.shape[0], layer.n_out))
         for t in range(x.shape[0]):
-            v = layer.beta * v + y[t]
+            if layer.neuron == "cuba":
+                assert layer.syn_beta is not None and layer.syn_offset is not None
+                j = layer.syn_beta * j + y[t] + layer.syn_offset
+                v = layer.beta * v + j + layer.offset
+            else:
+                v = layer.beta * v + y[t] + layer.offset
             if layer.neuron != "li":
                 s[t] = v > layer.v_threshold if layer.strict else v >= layer.v_threshold
                 v = np.where(s[t], 0.0 if layer.reset == "zero" else v - layer.v_threshold, v)

@@ -52,7 +52,9 @@ def _layer_nodes(layer: FloatLayer, dt: float, k: int, strict_ok: bool) -> list[
         nodes.append((f"delay_in{k}", nir.Delay(a.astype(np.float64) * dt)))
     n = layer.n_out
     thr = layer.v_threshold.astype(np.float64)
-    if layer.neuron == "if" or (layer.neuron == "lif" and np.all(layer.beta == 1.0)):
+    if layer.neuron == "cuba":
+        neuron = _cuba_nodes(layer, dt, k, nodes)
+    elif layer.neuron == "if" or (layer.neuron == "lif" and np.all(layer.beta == 1.0)):
         gain = layer.gain.astype(np.float64)
         if np.any((gain == 0) & (layer.offset != 0)):
             raise EdgekitError(f"{what}: an IF neuron with a zero input gain has no NIR bias")
@@ -73,6 +75,27 @@ def _layer_nodes(layer: FloatLayer, dt: float, k: int, strict_ok: bool) -> list[
         nodes.append((f"delay_out{k}", nir.Delay(b.astype(np.float64) * dt)))
     nodes.append((f"{layer.neuron}{k}", neuron))
     return nodes
+
+
+def _cuba_nodes(layer: FloatLayer, dt: float, k: int, nodes: list[tuple[str, Any]]) -> Any:
+    """Affine + CubaLIF, the inverse of the importer's Euler form with w_in = 1: ks = 1 - syn_beta,
+    km = 1 - beta, tau = dt / k, r = gain / (km ks), Affine bias = syn_offset / gain."""
+    import nir
+
+    what = f"layer {k}"
+    assert layer.syn_beta is not None and layer.syn_offset is not None
+    ks, km = 1.0 - layer.syn_beta.astype(np.float64), 1.0 - layer.beta.astype(np.float64)
+    gain = layer.gain.astype(np.float64)
+    if np.any(ks <= 0) or np.any(km <= 0):
+        raise EdgekitError(f"{what}: a CubaLIF with a decay of 1 has no finite NIR time constant")
+    if np.any((gain == 0) & (layer.syn_offset != 0)):
+        raise EdgekitError(f"{what}: a CubaLIF with a zero input gain has no NIR bias")
+    bias = np.divide(layer.syn_offset, gain, out=np.zeros(layer.n_out), where=gain != 0)
+    nodes.append((f"fc{k}", nir.Affine(weight=layer.weight.astype(np.float64), bias=bias)))
+    return nir.CubaLIF(
+        tau_syn=dt / ks, tau_mem=dt / km, r=gain / (km * ks), v_leak=layer.offset / km,
+        v_threshold=layer.v_threshold.astype(np.float64), v_reset=np.zeros(layer.n_out),
+    )  # fmt: skip
 
 
 def to_nir(net: FloatSnn, dt: float | None = None, strict_ok: bool = True) -> Any:

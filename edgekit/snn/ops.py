@@ -21,9 +21,10 @@ SYNAPSE = "snn_synapse"
 LIF = "snn_lif"
 IF = "snn_if"
 LI = "snn_li"
-NEURON_KINDS = (LIF, IF, LI)
+CUBA = "snn_cuba_lif"
+NEURON_KINDS = (LIF, IF, LI, CUBA)
 KINDS = (SYNAPSE, *NEURON_KINDS)
-NEURON_OF = {"lif": LIF, "if": IF, "li": LI}
+NEURON_OF = {"lif": LIF, "if": IF, "li": LI, "cuba": CUBA}
 #: Decay multipliers are Q2.30: decay(v) = floor((v * m + 2^29) / 2^30), exact for m = 2^30.
 DECAY_SHIFT = 30
 KERNELS = ("dense", "gather", "scatter")
@@ -74,6 +75,10 @@ class Layer:
     decay: np.ndarray | None  # int32 [n_out], Q2.30; None for if
     reset: str
     membrane: str  # state tensor name
+    # snn_cuba_lif only: Q2.30 decay and int32 per-step input of the synaptic current, its state
+    syn_decay: np.ndarray | None = None
+    syn_bias: np.ndarray | None = None
+    synaptic: str | None = None
 
     @property
     def n_in(self) -> int:
@@ -138,7 +143,16 @@ def layers(graph: Graph) -> list[Layer]:
         if reset not in ("zero", "subtract"):
             raise EdgekitError(f"{nwhat}: unknown reset '{reset}'")
         membrane = neu.attrs["state"]["membrane"]
-        out.append(Layer(k // 2, syn, neu, w, d, dmax, bias, thr, dec, reset, str(membrane)))
+        layer = Layer(k // 2, syn, neu, w, d, dmax, bias, thr, dec, reset, str(membrane))
+        if neu.kind == CUBA:
+            if len(neu.inputs) != 6 or "synaptic" not in neu.attrs["state"]:
+                raise EdgekitError(f"{nwhat}: needs a synaptic decay, bias and state")
+            layer.syn_decay = _const(graph, neu.inputs[4], "int32", (n_out,), nwhat)
+            layer.syn_bias = _const(graph, neu.inputs[5], "int32", (n_out,), nwhat)
+            if np.any(layer.syn_decay < 0) or np.any(layer.syn_decay > 1 << DECAY_SHIFT):
+                raise EdgekitError(f"{nwhat}: synaptic decay multipliers must lie in [0, 2^30]")
+            layer.synaptic = str(neu.attrs["state"]["synaptic"])
+        out.append(layer)
         prev = neu.outputs[0]
     if graph.outputs != [prev]:
         raise EdgekitError("a spiking graph's one output must be its last neuron op's output")

@@ -53,6 +53,15 @@ def membrane_bound(weights: np.ndarray, bias: np.ndarray, decay: np.ndarray | No
     return float(np.max(step / (1.0 - beta), initial=0.0))
 
 
+def _cuba_membrane_bound(j_bound: float, bias: np.ndarray, decay: np.ndarray) -> float:
+    """|v| of a cuba neuron when |j| <= j_bound: as membrane_bound with j in place of sum |w|."""
+    beta = decay.astype(np.float64) / (1 << DECAY_SHIFT)
+    if not j_bound < INT32_MAX or np.any(beta >= 1.0):
+        return math.inf
+    step = j_bound + np.abs(bias.astype(np.float64)) + 1
+    return float(np.max(step / (1.0 - beta), initial=0.0))
+
+
 def quantize(
     net: FloatSnn, name: str = "snn", meta: dict[str, Any] | None = None, clip: float = 100.0
 ) -> Graph:
@@ -85,6 +94,8 @@ def quantize(
         # a neuron with no non-zero weight still needs a unit in which its threshold and offset
         # are exact enough: 2^-16 of the larger of the two
         ref = np.maximum(np.abs(layer.offset), thr if layer.neuron != "li" else 0.0)
+        if layer.syn_offset is not None:
+            ref = np.maximum(ref, np.abs(layer.syn_offset))
         s = _scales(gw, np.where(ref > 0, ref, 1.0) / 65536.0, clip)
         wq = np.clip(np.round(gw / s[:, None]), -127, 127).astype(np.int8)
         bias_f = np.round(layer.offset / s)
@@ -131,6 +142,24 @@ def quantize(
             y = f"{p}/spikes"
             tensors[y] = Tensor(y, (packed_bytes(n_out),), "uint8")
         bound = membrane_bound(wq, bias, dec)
+        extra_in: list[str] = []
+        state = {"membrane": membrane}
+        if layer.neuron == "cuba":
+            assert layer.syn_beta is not None and layer.syn_offset is not None
+            syn_bias_f = np.round(layer.syn_offset / s)
+            if np.any(np.abs(syn_bias_f) > INT32_MAX):
+                raise EdgekitError(f"layer {k}: a synaptic bias does not fit the int32 current")
+            syn_bias = syn_bias_f.astype(np.int32)
+            syn_dec = np.round(layer.syn_beta.astype(np.float64) * (1 << DECAY_SHIFT))
+            syn_dec = syn_dec.astype(np.int32)
+            # the membrane integrates j, whose bound takes the place of sum |w|
+            j_bound = membrane_bound(wq, syn_bias, syn_dec)
+            assert dec is not None
+            bound = max(j_bound, _cuba_membrane_bound(j_bound, bias, dec))
+            extra_in = [const(f"{p}/syn_decay", syn_dec), const(f"{p}/syn_bias", syn_bias)]
+            synaptic = f"{p}/synaptic"
+            tensors[synaptic] = Tensor(synaptic, (n_out,), "int32", q)
+            state["synaptic"] = synaptic
         ops.append(
             Op(
                 NEURON_OF[layer.neuron],
@@ -140,13 +169,14 @@ def quantize(
                     const(f"{p}/bias", bias),
                     const(f"{p}/threshold", thr_q) if thr_q is not None else "",
                     const(f"{p}/decay", dec) if dec is not None else "",
+                    *extra_in,
                 ],
                 [y],
                 {
                     "n": n_out,
                     "reset": layer.reset,
                     "saturate": not bound < INT32_MAX,
-                    "state": {"membrane": membrane},
+                    "state": state,
                 },
             )
         )
