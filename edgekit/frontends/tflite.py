@@ -74,6 +74,9 @@ SUPPORTED = {
     "CONCATENATION": "concat",
     "MEAN": "mean",
     "STRIDED_SLICE": "strided_slice",
+    "LEAKY_RELU": "leaky_relu",
+    "HARD_SWISH": "hard_swish",
+    "TRANSPOSE_CONV": "transpose_conv",
 }
 
 
@@ -91,6 +94,8 @@ _OPTIONS: dict[str, type] = {
     "CONCATENATION": schema.ConcatenationOptionsT,
     "MEAN": schema.ReducerOptionsT,
     "STRIDED_SLICE": schema.StridedSliceOptionsT,
+    "LEAKY_RELU": schema.LeakyReluOptionsT,
+    "TRANSPOSE_CONV": schema.TransposeConvOptionsT,
 }
 _OPTIONS_REQUIRED = {
     "CONV_2D",
@@ -99,6 +104,7 @@ _OPTIONS_REQUIRED = {
     "MAX_POOL_2D",
     "CONCATENATION",
     "STRIDED_SLICE",
+    "TRANSPOSE_CONV",
 }
 
 
@@ -267,6 +273,10 @@ class _Reader:
                 raise
             except (ValueError, IndexError, KeyError, TypeError, ArithmeticError) as exc:
                 raise self.error(f"operator {idx} ({opname}): {exc}") from None
+            if opname == "TRANSPOSE_CONV":
+                # TFLite orders (output shape, filter, input[, bias]); the IR reads the
+                # activation first like every other op, and takes the shape from the output
+                ins = [ins[2], ins[1], *ins[3:4]]
             ops.append(Op(SUPPORTED[opname], f"op{idx}_{SUPPORTED[opname]}", ins, outs, attrs))
         if unsupported:
             raise self.error(
@@ -342,6 +352,10 @@ class _Reader:
                     "grouped convolution (filter depth != input depth) is not supported"
                 )
             return attrs
+        if opname == "TRANSPOSE_CONV":
+            return _transpose_conv_attrs(opt, tensors, ins, y)
+        if opname == "LEAKY_RELU":
+            return {"alpha": float(np.float32(opt.alpha)) if opt else 0.0}
         if opname == "FULLY_CONNECTED":
             if opt is not None and opt.weightsFormat != 0:
                 raise ValueError("shuffled FULLY_CONNECTED weights are not supported")
@@ -427,6 +441,29 @@ def read_tflite(data: bytes, where: str = "<bytes>", name: str = "model") -> Gra
 def load_tflite(path: Path, name: str | None = None) -> Graph:
     data = Path(path).read_bytes()
     return read_tflite(data, str(path), name or _c_name(Path(path).stem))
+
+
+def _transpose_conv_attrs(opt: Any, tensors: dict[str, Tensor], ins: list[str], y: Tensor
+                          ) -> dict[str, Any]:
+    """TRANSPOSE_CONV: TFLite derives the padding from the *output* size, as if the op were the
+    convolution that maps the output back onto the input."""
+    if len(ins) < 3 or not ins[1] or not ins[2]:
+        raise ValueError("expects output shape, filter and input operands")
+    x, w = tensors[ins[2]], tensors[ins[1]]
+    if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
+        raise ValueError("expects 4-D input, filter and output (NHWC, OHWI)")
+    if w.shape[3] != x.shape[3] or w.shape[0] != y.shape[3]:
+        raise ValueError(f"filter {list(w.shape)} does not map {x.shape[3]} input channels to "
+                         f"{y.shape[3]}")
+    sh, sw = int(opt.strideH), int(opt.strideW)
+    if min(sh, sw) < 1:
+        raise ValueError("strides must be >= 1")
+    _, pt = _padding(opt.padding, y.shape[1], w.shape[1], sh, 1)
+    _, pl = _padding(opt.padding, y.shape[2], w.shape[2], sw, 1)
+    act = int(getattr(opt, "fusedActivationFunction", 0) or 0)
+    if act != 0:
+        raise ValueError("a fused activation on TRANSPOSE_CONV is not supported")
+    return {"stride": [sh, sw], "pad": [pt, pl], "activation": "none"}
 
 
 def _c_name(stem: str) -> str:

@@ -21,6 +21,7 @@ _TENSOR_TYPES: dict[np.dtype, int] = {
     np.dtype(np.uint8): schema.TensorType.UINT8,
     np.dtype(np.int16): schema.TensorType.INT16,
     np.dtype(np.int32): schema.TensorType.INT32,
+    np.dtype(np.int64): schema.TensorType.INT64,  # 16x8 biases
     np.dtype(np.float32): schema.TensorType.FLOAT32,
 }
 
@@ -133,7 +134,7 @@ class TFLiteBuilder:
             raise EdgekitError(
                 f"unsupported tensor dtype {dt}",
                 where=f"tensor {name!r}",
-                hint="use int8, uint8, int16, int32 or float32",
+                hint="use int8, uint8, int16, int32, int64 or float32",
             )
         t = schema.TensorT()
         t.name = name
@@ -417,6 +418,26 @@ def _squeeze(b: TFLiteBuilder, name: str, ins: list[int], outs: list[int], o: di
     return schema.BuiltinOptions.SqueezeOptions, opt
 
 
+def _leaky_relu(b: TFLiteBuilder, name: str, ins: list[int], outs: list[int], o: dict) -> tuple:
+    opt = schema.LeakyReluOptionsT()
+    opt.alpha = float(o.pop("alpha"))
+    return schema.BuiltinOptions.LeakyReluOptions, opt
+
+
+def _transpose_conv(
+    b: TFLiteBuilder, name: str, ins: list[int], outs: list[int], o: dict
+) -> tuple:
+    """Inputs are given as (filter, input[, bias]); the int32 output-shape operand TFLite wants
+    first is made here from the output tensor (or the `output_shape` option)."""
+    shape = np.asarray(o.pop("output_shape", b.shape(outs[0])), dtype=np.int32)
+    ins.insert(0, b.const(f"{b.name(outs[0])}/output_shape", shape))
+    opt = schema.TransposeConvOptionsT()
+    opt.padding = _padding(o)
+    opt.strideH, opt.strideW = _pair(o.pop("stride", 1))
+    opt.fusedActivationFunction = _activation(o)
+    return schema.BuiltinOptions.TransposeConvOptions, opt
+
+
 _OPTIONS: dict[str, _OptionMaker] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _conv,
@@ -433,6 +454,8 @@ _OPTIONS: dict[str, _OptionMaker] = {
     "MEAN": _mean,
     "STRIDED_SLICE": _strided_slice,
     "SQUEEZE": _squeeze,
+    "LEAKY_RELU": _leaky_relu,
+    "TRANSPOSE_CONV": _transpose_conv,
 }
 
 
@@ -499,6 +522,16 @@ def _op_version(name: str, b: TFLiteBuilder, ins: list[int], outs: list[int], op
         return 3 if a == i16 else 2 if (a == i8 or (name == "RELU" and a == np.uint8)) else 1
     if name == "QUANTIZE":
         return 2 if y == i16 else 1
+    if name == "LEAKY_RELU":
+        return 2 if a == i16 else 1
+    if name == "TRANSPOSE_CONV":
+        # ins[0] is the shape operand here: the activation is ins[2]
+        x = b.dtype(ins[2])
+        if x == i16:
+            return 4
+        if len(ins) == 4 and ins[3] >= 0:
+            return 3
+        return 2 if x == i8 else 1
     if name == "DEQUANTIZE":
         return 3 if a == i16 else 2 if a == i8 else 1
     if name == "STRIDED_SLICE":

@@ -213,3 +213,47 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int
     left = shift if shift > 0 else 0
     right = 0 if shift > 0 else -shift
     return rounding_divide_by_pot(srdhm(x * (1 << left), multiplier), right)
+
+
+def downscale_multiplier_int16(multiplier: int) -> int:
+    """A Q31 multiplier rounded to Q15 (TFLite's DownScaleInt32ToInt16Multiplier): add half an
+    int16 step then drop 16 bits, saturating where the rounding would reach 2^15."""
+    if multiplier < 0:
+        raise ValueError("int16 multipliers are made from non-negative Q31 multipliers")
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (multiplier + (1 << 15)) >> 16
+
+
+def leaky_relu_params(
+    input_scale: float, alpha: float, output_scale: float
+) -> tuple[int, int, int, int]:
+    """(identity multiplier, shift, alpha multiplier, shift) of int8 LEAKY_RELU.
+
+    The reference forms both ratios in float32 (scale * alpha first, then the division) and only
+    widens the result to double for the multiplier."""
+    s_in, s_out, a = np.float32(input_scale), np.float32(output_scale), np.float32(alpha)
+    identity = float(np.float32(s_in / s_out))
+    alpha_real = float(np.float32(np.float32(s_in * a) / s_out))
+    m_id, sh_id = quantize_multiplier(identity)
+    m_a, sh_a = quantize_multiplier(alpha_real)
+    return m_id, sh_id, m_a, sh_a
+
+
+def hard_swish_params(input_scale: float, output_scale: float) -> dict[str, int]:
+    """Q15 multipliers and exponents of int8 HARD_SWISH, formed in float32 as the reference does.
+
+    The input is first moved to a "high resolution" scale (input scale / 128, the raw value
+    shifted left by 7); from there one multiplier reaches the output scale and another the
+    "reluish" scale 3/32768, on which relu6(x + 3) / 6 is computed as a Q15 fraction."""
+    hires = np.float32(np.float32(1.0 / 128.0) * np.float32(input_scale))
+    out_real = float(np.float32(hires / np.float32(output_scale)))
+    reluish_real = float(np.float32(hires / np.float32(3.0 / 32768.0)))
+    m_out, e_out = quantize_multiplier(out_real)
+    m_rel, e_rel = quantize_multiplier(reluish_real)
+    return {
+        "output_multiplier": downscale_multiplier_int16(m_out),
+        "output_exponent": e_out,
+        "reluish_multiplier": downscale_multiplier_int16(m_rel),
+        "reluish_exponent": e_rel,
+    }
