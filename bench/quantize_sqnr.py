@@ -69,6 +69,8 @@ VARIANTS = {
     "data-free": QuantConfig(equalize="off"),
     "data-free+eq": QuantConfig(equalize="on"),
     "data-free auto": QuantConfig(equalize="auto"),  # the default: eq kept if its probe says so
+    # --act int16: TFLite 16x8 on every layer with a 16x8 kernel (int8 weights, int64 biases)
+    "int16": QuantConfig(method="minmax", act="int16"),
 }
 GOAL_SECONDS = 20.0
 
@@ -105,9 +107,10 @@ def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int) -> lis
         else:
             q = quantize(fg, [cal], VARIANTS[name], progress=False)
         seconds = time.perf_counter() - t0
-        qi = q.tensor(q.inputs[0]).quant
-        feeds = [[quantize_array(x, qi)] for x in test]
-        host = HostModel(compile_graph(q))
+        ti = q.tensor(q.inputs[0])
+        feeds = [[quantize_array(x, ti.quant, ti.dtype)] for x in test]
+        compiled = compile_graph(q)
+        host = HostModel(compiled)
         ours = [host.run(f)[0] for f in feeds]
         theirs = run_tflm(export_tflite(q), feeds)
         exact = all(a.tobytes() == np.asarray(b[0], a.dtype).tobytes()
@@ -121,6 +124,9 @@ def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int) -> lis
                                   2),
             "sqnr_official_db": round(official_db, 2),
             "bit_exact_with_tflm": exact,
+            "arena_bytes": int(compiled.plan.arena_bytes),
+            "flash_bytes": int(sum(t.nbytes for t in compiled.graph.tensors.values()
+                                   if t.is_const)),
         })
     return rows
 
@@ -164,13 +170,14 @@ def main() -> int:
         print(json.dumps({"rows": rows, "cli_vww_seconds": cli}, indent=2))
     else:
         print("| model | variant | quantize (s) | SQNR ours (dB) | SQNR official int8 (dB) | "
-              "ours - official | export bit-exact in TFLM |")
-        print("|---|---|---:|---:|---:|---:|---|")
+              "ours - official | export bit-exact in TFLM | arena (B) | constants (B) |")
+        print("|---|---|---:|---:|---:|---:|---|---:|---:|")
         for r in rows:
             diff = r["sqnr_ours_db"] - r["sqnr_official_db"]
             print(f"| {r['model']} | {r['variant']} | {r['quantize_seconds']:.2f} | "
                   f"{r['sqnr_ours_db']:.2f} | {r['sqnr_official_db']:.2f} | {diff:+.2f} | "
-                  f"{'yes' if r['bit_exact_with_tflm'] else 'NO'} |")
+                  f"{'yes' if r['bit_exact_with_tflm'] else 'NO'} | {r['arena_bytes']} | "
+                  f"{r['flash_bytes']} |")
         vww = [r for r in rows if r["model"] == "vww" and r["variant"] == "minmax"]
         if vww:
             t = vww[0]["quantize_seconds"]

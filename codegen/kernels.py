@@ -50,7 +50,8 @@ INT16_FAMILIES = {"portable"}
 
 
 def _has_int16(graph: Graph, op: Op) -> bool:
-    return any(
+    """An integer op (one portable C implements) with an int16 activation: a 16x8 op."""
+    return op.kind in _PORTABLE and any(
         t in graph.tensors and graph.tensors[t].dtype == "int16" and not graph.tensors[t].is_const
         for t in op.inputs + op.outputs
     )

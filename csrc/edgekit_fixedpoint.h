@@ -57,6 +57,17 @@ EK_INLINE int32_t ek_mbqm(int32_t x, int32_t multiplier, int shift)
     return ek_rdivpot(ek_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
+/* The int64-accumulator requantisation of the 16x8 kernels (int16 activations, int8 weights):
+ * the multiplier is first rounded to 16 bits, then one rounding shift. This is TFLite's int64
+ * MultiplyByQuantizedMultiplier, whose rounding differs from ek_mbqm, so both exist. */
+EK_INLINE int32_t ek_mbqm64(int64_t x, int32_t multiplier, int shift)
+{
+    const int64_t reduced = multiplier < 0x7FFF0000 ? (((int64_t)multiplier + (1 << 15)) >> 16) : 0x7FFF;
+    const int total = 15 - shift;
+    /* |x| < 2^47 and reduced < 2^15, so the product fits in int64 */
+    return (int32_t)((x * reduced + (INT64_C(1) << (total - 1))) >> total);
+}
+
 /* x * 2^exponent for exponent > 0, saturating to the int32 range. */
 EK_INLINE int32_t ek_sat_shl(int32_t x, int exponent)
 {

@@ -200,15 +200,25 @@ def test_precision_fp16_writes_a_float_contract_model(tmp_path: Path,
     assert not (tmp_path / "x.ekir").exists()
 
 
-def test_int16_activations_are_refused_with_one_message(
+def test_int16_activations_from_the_command_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model, calib = _cli_model(tmp_path)
     out = tmp_path / "m16.ekir"
     assert main(["quantize", str(model), "--calib", str(calib), "--act", "int16",
-                 "-o", str(out)]) == 2
+                 "--check", "0", "-o", str(out)]) == 0
+    q = serialize.loads(out.read_bytes(), str(out))
+    assert q.tensor(q.inputs[0]).dtype == "int16" and q.meta["quantization"]["int16_layers"]
+    capsys.readouterr()
+    ref = tmp_path / "m16.tflite"
+    assert main(["export", str(out), "--format", "tflite", "-o", str(ref)]) == 0
+    assert main(["verify", str(out), "--reference", str(ref), "--samples", "3"]) == 0
+    assert "bit-exact" in capsys.readouterr().out
+    # a layer name that does not exist: one message, no file
+    bad = tmp_path / "bad.ekir"
+    assert main(["quantize", str(model), "--calib", str(calib), "--int16-layers", "nope",
+                 "-o", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "int16" in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
-    assert not out.exists()
+    assert "nope" in err and "Traceback" not in err and not bad.exists()
 
 
 def test_search_reports_its_choices_and_keeps_the_budget(

@@ -51,7 +51,7 @@ class _Exporter:
         return EdgekitError(what, self.where)
 
     def tensor(self, t: Tensor) -> int:
-        if t.dtype not in ("int8", "uint8", "int16", "int32", "float32"):
+        if t.dtype not in ("int8", "uint8", "int16", "int32", "int64", "float32"):
             raise self.error(f"tensor '{t.name}' has type {t.dtype}, which TFLite export lacks")
         q: dict[str, Any] = {}
         if t.quant is not None:
@@ -99,6 +99,13 @@ class _Exporter:
             ins[0], padding = self.spatial_pad(op, tuple(a["filter"]), [1, 1], -128)
             self.b.op("AVERAGE_POOL_2D" if k == "avg_pool2d" else "MAX_POOL_2D", ins, outs,
                       filter=a["filter"], stride=a["stride"], padding=padding, activation=act)
+        elif k == "transpose_conv":
+            self.b.op("TRANSPOSE_CONV", [ins[1], ins[0], *ins[2:3]], outs, stride=a["stride"],
+                      padding=self.transpose_padding(op))
+        elif k == "leaky_relu":
+            self.b.op("LEAKY_RELU", ins, outs, alpha=float(a["alpha"]))
+        elif k == "hard_swish":
+            self.b.op("HARD_SWISH", ins, outs)
         elif k == "fully_connected":
             self.b.op("FULLY_CONNECTED", (ins + [-1])[:3], outs, activation=act,
                       keep_num_dims=bool(a.get("keep_num_dims", False)))
@@ -126,6 +133,20 @@ class _Exporter:
                       new_axis_mask=a.get("new_axis_mask", 0), **opts)
         else:
             raise self.error(f"op {op.name}: '{k}' has no TFLite export")
+
+    def transpose_padding(self, op: Op) -> str:
+        """SAME or VALID: TFLite derives TRANSPOSE_CONV's leading pad from the output size."""
+        y, w = self.g.tensor(op.outputs[0]), self.g.tensor(op.inputs[1])
+        for mode in ("SAME", "VALID"):
+            ok = True
+            for i in range(2):
+                size, k, s = y.shape[1 + i], w.shape[1 + i], op.attrs["stride"][i]
+                out = (size + s - 1) // s if mode == "SAME" else (size - k + s) // s
+                ok &= max(0, (out - 1) * s + k - size) // 2 == op.attrs["pad"][i]
+            if ok:
+                return mode
+        raise self.error(f"op {op.name}: transpose_conv padding {op.attrs['pad']} is neither "
+                         "TFLite SAME nor VALID for its output size")
 
     def spatial_pad(self, op: Op, kernel: tuple[int, int], dilation: list[int], fill: int
                     ) -> tuple[int, str]:

@@ -115,6 +115,22 @@ def _need_int8(*tensors: Tensor) -> None:
             raise UnsupportedOp(f"tensor '{t.name}' has no quantization parameters")
 
 
+def _need_16x8(x: Tensor, y: Tensor, w: Tensor | None = None) -> bool:
+    """int8 in and out, or TFLite's 16x8 (int16 in and out, zero points 0, int8 weights): True
+    for 16x8. Kernels of both kinds share a template and branch on this."""
+    if x.dtype != "int16" and y.dtype != "int16":
+        _need_int8(x, y, *([w] if w is not None else []))
+        return False
+    for t in (x, y):
+        if t.dtype != "int16" or t.quant is None:
+            raise UnsupportedOp(f"tensor '{t.name}' is {t.dtype}: 16x8 ops need int16 in and out")
+        if np.any(t.quant.zero_point != 0):
+            raise UnsupportedOp(f"int16 tensor '{t.name}' must have zero point 0")
+    if w is not None:
+        _need_int8(w)
+    return True
+
+
 def _per_tensor(t: Tensor) -> tuple[float, int]:
     assert t.quant is not None
     if t.quant.per_channel:
@@ -138,7 +154,7 @@ def _act_range(op: Op, out: Tensor) -> tuple[int, int]:
 def _lower_conv(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
     w = graph.tensor(op.inputs[1])
-    _need_int8(x, y, w)
+    wide = _need_16x8(x, y, w)
     if w.data is None:
         raise UnsupportedOp("filter must be constant")
     in_s, in_z = _per_tensor(x)
@@ -165,9 +181,10 @@ def _lower_conv(graph: Graph, op: Op) -> dict[str, Any]:
     if w.quant.per_channel and (w.quant.scale.size != channels or w.quant.axis != channel_axis):
         raise UnsupportedOp(f"filter has {w.quant.scale.size} scales for {channels} channels")
     mult, shift = fp.conv_channel_multipliers(in_s, w.quant.scale, out_s, channels)
-    bias = _bias(graph, op, channels)
+    bias = _bias(graph, op, channels, wide)
     lo, hi = _act_range(op, y)
     return {
+        "acc64": wide,
         "input_offset": -in_z,
         "output_offset": out_z,
         "act_min": lo,
@@ -178,22 +195,24 @@ def _lower_conv(graph: Graph, op: Op) -> dict[str, Any]:
     }
 
 
-def _bias(graph: Graph, op: Op, channels: int) -> np.ndarray:
+def _bias(graph: Graph, op: Op, channels: int, wide: bool = False) -> np.ndarray:
+    """int32 biases, or int64 for 16x8 ops (whose accumulators are int64, as in TFLM)."""
+    kind = np.int64 if wide else np.int32
     if len(op.inputs) > 2 and op.inputs[2]:
         b = graph.tensor(op.inputs[2])
-        if b.data is None or b.dtype != "int32":
-            raise UnsupportedOp("bias must be a constant int32 tensor")
+        if b.data is None or b.dtype not in (("int32", "int64") if wide else ("int32",)):
+            raise UnsupportedOp(f"bias must be a constant {np.dtype(kind).name} tensor")
         if b.size != channels:
             raise UnsupportedOp(f"bias has {b.size} values for {channels} output channels")
-        return b.data.astype(np.int32).reshape(-1).copy()
-    return np.zeros(channels, dtype=np.int32)
+        return b.data.astype(kind).reshape(-1).copy()
+    return np.zeros(channels, dtype=kind)
 
 
 @_lowering("fully_connected")
 def _lower_fc(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
     w = graph.tensor(op.inputs[1])
-    _need_int8(x, y, w)
+    wide = _need_16x8(x, y, w)
     if w.data is None or len(w.shape) != 2:
         raise UnsupportedOp("weights must be a constant 2-D tensor [units, depth]")
     units, depth = w.shape
@@ -223,12 +242,13 @@ def _lower_fc(graph: Graph, op: Op) -> dict[str, Any]:
     # acc = sum (w + fo)(x - in_z) = sum (w + fo) x + [bias - in_z sum (w + fo)]: no padding in
     # a dense layer, so folding the input offset into the bias is exact.
     wsum = (w.data.astype(np.int64) + filter_offset).sum(axis=1)
-    folded = _bias(graph, op, units).astype(np.int64) - in_z * wsum
-    if np.any(np.abs(folded) >= 1 << 31):
+    folded = _bias(graph, op, units, wide).astype(np.int64) - in_z * wsum
+    if not wide and np.any(np.abs(folded) >= 1 << 31):
         raise UnsupportedOp("folded bias overflows int32")
     lo, hi = _act_range(op, y)
     per_channel = bool(np.any(mult != mult[0]) or np.any(shift != shift[0]))
     return {
+        "acc64": wide,
         "units": units,
         "depth": depth,
         "batches": x.size // depth,
@@ -236,7 +256,7 @@ def _lower_fc(graph: Graph, op: Op) -> dict[str, Any]:
         "output_offset": out_z,
         "act_min": lo,
         "act_max": hi,
-        "bias": graph.add_const(f"{op.name}/bias", folded.astype(np.int32)),
+        "bias": graph.add_const(f"{op.name}/bias", folded.astype(np.int64 if wide else np.int32)),
         "per_channel": per_channel,
         "multiplier": graph.add_const(f"{op.name}/multiplier", mult)
         if per_channel
@@ -248,7 +268,7 @@ def _lower_fc(graph: Graph, op: Op) -> dict[str, Any]:
 @_lowering("avg_pool2d", "max_pool2d")
 def _lower_pool(graph: Graph, op: Op) -> dict[str, Any]:
     x, y = _io(graph, op)
-    _need_int8(x, y)
+    _need_16x8(x, y)
     if x.quant != y.quant:
         raise UnsupportedOp("pooling needs the same quantization on input and output")
     fh, fw = _ints(op.attrs.get("filter"), "filter", 2, 1)
@@ -263,15 +283,19 @@ def _lower_pool(graph: Graph, op: Op) -> dict[str, Any]:
 def _lower_add(graph: Graph, op: Op) -> dict[str, Any]:
     a, y = _io(graph, op)
     b = graph.tensor(op.inputs[1])
-    _need_int8(a, b, y)
+    wide = _need_16x8(a, y) and _need_16x8(b, y)
+    if not wide:
+        _need_int8(b)
     sa, za = _per_tensor(a)
     sb, zb = _per_tensor(b)
     so, zo = _per_tensor(y)
+    # TFLM pre-shifts int16 inputs by 15 bits (int8: 20) so the int32 sums cannot overflow
+    left_shift = 15 if wide else 20
     twice_max = 2.0 * max(_f32(sa), _f32(sb))
-    if twice_max >= (1 << 20) * _f32(so):
+    if twice_max >= (1 << left_shift) * _f32(so):
         # the reference asserts the output rescale is below one (and aborts otherwise)
         raise UnsupportedOp(f"output scale {so} is too small for the input scales {sa}, {sb}")
-    q: dict[str, Any] = fp.add_params(sa, sb, so)
+    q: dict[str, Any] = fp.add_params(sa, sb, so, left_shift)
     lo, hi = _act_range(op, y)
     q.update(input1_offset=-za, input2_offset=-zb, output_offset=zo, act_min=lo, act_max=hi)
     q["broadcast"] = _broadcast_strides(a.shape, b.shape, y.shape)
@@ -372,7 +396,13 @@ def _lower_requant(graph: Graph, op: Op) -> dict[str, Any]:
         _need_int8(y)
         s, z = _per_tensor(y)
         return {"mode": "from_float", "scale": float(np.float32(s)), "zero_point": z}
-    _need_int8(x, y)
+    if op.kind == "quantize" and {x.dtype, y.dtype} <= {"int8", "int16"}:
+        # the int8 <-> int16 boundaries of mixed-precision graphs (TFLM's QUANTIZE requantizes
+        # between these with the same integer rescale as int8 -> int8)
+        if x.quant is None or y.quant is None:
+            raise UnsupportedOp("QUANTIZE needs quantization parameters on both sides")
+    else:
+        _need_int8(x, y)
     s_in, z_in = _per_tensor(x)
     s_out, z_out = _per_tensor(y)
     m, sh = fp.requantize_params(s_in, s_out)

@@ -60,7 +60,9 @@ def layer_stats(fgraph: Graph, qgraph: Graph, batch: list[np.ndarray]) -> list[d
                                                                    for n in sorted(wanted)])
     in_quant = [qgraph.tensor(n).quant for n in qgraph.inputs]
     samples = batch[0].shape[0]
-    feeds = [[quantize_array(b[k], q) for b, q in zip(batch, in_quant, strict=True)]
+    in_types = [qgraph.tensor(n).dtype for n in qgraph.inputs]
+    feeds = [[quantize_array(b[k], q, d) for b, q, d in zip(batch, in_quant, in_types,
+                                                             strict=True)]
              for k in range(samples)]
     ints: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
     # one interpreter for all samples; TFLM keeps every listed tensor alive as a graph output

@@ -22,13 +22,14 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
-def quantize_array(x: np.ndarray, quant: Quant) -> np.ndarray:
-    """Float values to int8 with a per-tensor quantization (round half away from zero, as TFLite
-    does, then clamp)."""
+def quantize_array(x: np.ndarray, quant: Quant, dtype: str = "int8") -> np.ndarray:
+    """Float values to int8 (or int16, for a 16x8 model's input) with a per-tensor quantization
+    (round half away from zero, as TFLite does, then clamp)."""
     s, z = quant.scalar_scale(), quant.scalar_zero_point()
     v = np.asarray(x, dtype=np.float32) / np.float32(s)
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + z
-    return np.clip(q, -128, 127).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
 
 
 def dequantize_array(q: np.ndarray, quant: Quant) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op, Quant, Tensor
 from edgekit.progress import Progress
+from edgekit.quantize import precision as prec
 from edgekit.quantize import weights as wq
 from edgekit.quantize.datafree import propagate
 from edgekit.quantize.dataset import Calibration, Source
@@ -26,12 +27,13 @@ from edgekit.quantize.observers import Collector
 from edgekit.quantize.ranges import METHODS, asymmetric_params, estimate
 from edgekit.reference.float_ref import FloatModel, dequantized
 
-LINEAR = {"conv2d", "depthwise_conv2d", "fully_connected"}
+LINEAR = {"conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv"}
 # Kernels that copy or compare stored values, so input and output must mean the same thing.
 SAME_QUANT = {"avg_pool2d", "max_pool2d", "reshape", "pad", "strided_slice", "relu6", "concat"}
 # TFLite's fixed output quantization: the int8 kernels write these formats whatever is declared.
 FIXED = {"softmax": (1.0 / 256, -128), "logistic": (1.0 / 256, -128), "tanh": (1.0 / 128, 0)}
-QUANTIZABLE = LINEAR | SAME_QUANT | set(FIXED) | {"add", "sub", "mul", "relu", "mean"}
+QUANTIZABLE = LINEAR | SAME_QUANT | set(FIXED) | {"add", "sub", "mul", "relu", "mean",
+                                                   "leaky_relu", "hard_swish"}
 WEIGHT_MODES = ("conv", "all", "none")  # which layers get per-channel weights
 
 
@@ -51,8 +53,14 @@ class QuantConfig:
     # cross-layer weight equalisation: "auto" tries it in data-free mode and keeps it when it
     # scores better on synthetic inputs; "on" always, "off" never (edgekit/quantize/equalize.py)
     equalize: str = "auto"
+    # activation precision: "int8" everywhere, or "int16" (TFLite 16x8) on every layer that has
+    # a 16x8 kernel; int16_layers picks layers for int16 on top of an int8 model
+    act: str = "int8"
+    int16_layers: tuple[str, ...] = ()
 
     def check(self) -> None:
+        if self.act not in ("int8", "int16"):
+            raise EdgekitError(f"unknown activation type '{self.act}'", hint="int8 or int16")
         if self.method not in METHODS:
             raise EdgekitError(f"unknown method '{self.method}'", hint="use " + ", ".join(METHODS))
         if self.per_channel not in WEIGHT_MODES:
@@ -160,7 +168,7 @@ class _Classes:
         return True
 
 
-def _assign(g: Graph, ranges: dict[str, tuple[float, float]]
+def _assign(g: Graph, ranges: dict[str, tuple[float, float]], wide: frozenset[str] = frozenset()
             ) -> tuple[dict[str, Quant], dict[str, list[tuple[int, str]]]]:
     """Activation quantization per tensor, and requantizations to insert (op -> [(input index,
     new tensor name)]) where a shared quantization is impossible (two fixed formats meet)."""
@@ -193,15 +201,19 @@ def _assign(g: Graph, ranges: dict[str, tuple[float, float]]
             known = [ranges[m] for m in group if m in ranges]
             if not known:
                 raise EdgekitError(f"no range was observed for tensor '{group[0]}'", g.name)
-            s, z = asymmetric_params(min(r[0] for r in known), max(r[1] for r in known))
+            lo, hi = min(r[0] for r in known), max(r[1] for r in known)
+            # int16 tensors (in `wide`) are symmetric: TFLite's 16x8 kernels have no zero points
+            s, z = prec.symmetric_int16(lo, hi) if wide & set(group) else \
+                asymmetric_params(lo, hi)
         q = Quant(np.array([s], np.float32), np.array([z], np.int64), None)
         for m in group:
             quant[m] = q
-    _widen_add_outputs(g, quant, cls)
+    _widen_add_outputs(g, quant, cls, wide)
     return quant, requant
 
 
-def _widen_add_outputs(g: Graph, quant: dict[str, Quant], cls: _Classes) -> None:
+def _widen_add_outputs(g: Graph, quant: dict[str, Quant], cls: _Classes,
+                       wide: frozenset[str] = frozenset()) -> None:
     """TFLM's ADD asserts 2 * max(input scales) < 2^20 * output scale; a nearly constant output
     (a tiny range) can break it, so such an output's scale is raised to the limit."""
     for op in g.ops:
@@ -209,7 +221,8 @@ def _widen_add_outputs(g: Graph, quant: dict[str, Quant], cls: _Classes) -> None
             continue
         scales = [quant[n].scalar_scale() if n in quant else 0.0 for n in op.inputs[:2]]
         out = op.outputs[0]
-        need = 2.0 * max(scales) / (1 << 20) * 1.01
+        shift = 15 if out in wide else 20  # TFLM pre-shifts int16 add inputs by 15 bits
+        need = 2.0 * max(scales) / (1 << shift) * 1.01
         if quant[out].scalar_scale() < need and cls.find(out) not in cls.fixed:
             zp = quant[out].scalar_zero_point()
             new = Quant(np.array([need], np.float32), np.array([zp], np.int64), None)
@@ -224,8 +237,9 @@ def _widen_add_outputs(g: Graph, quant: dict[str, Quant], cls: _Classes) -> None
 
 class _Builder:
     def __init__(self, fg: Graph, quant: dict[str, Quant], means: dict[str, np.ndarray],
-                 cfg: QuantConfig) -> None:
+                 cfg: QuantConfig, dtypes: dict[str, str] | None = None) -> None:
         self.fg = fg
+        self.dtypes = dtypes or {}
         self.quant = quant
         self.means = means
         self.cfg = cfg
@@ -235,7 +249,8 @@ class _Builder:
     def act(self, name: str, like: str | None = None) -> str:
         if name not in self.tensors:
             shape = self.fg.tensor(like or name).shape
-            self.tensors[name] = Tensor(name, shape, "int8", copy.deepcopy(self.quant[name]))
+            dtype = self.dtypes.get(like or name, "int8")
+            self.tensors[name] = Tensor(name, shape, dtype, copy.deepcopy(self.quant[name]))
         return name
 
     def const(self, base: str, data: np.ndarray, dtype: str, q: Quant | None) -> str:
@@ -284,20 +299,27 @@ class _Builder:
             q = self.quant[op.outputs[0]]
         else:
             assert t.data is not None
-            s, z = asymmetric_params(float(t.data.min()), float(t.data.max()))
+            s, z = (prec.symmetric_int16 if self._wide(op) else asymmetric_params)(
+                float(t.data.min()), float(t.data.max()))
             q = Quant(np.array([s], np.float32), np.array([z], np.int64), None)
         assert t.data is not None
         s, z = q.scalar_scale(), q.scalar_zero_point()
-        data = np.clip(np.round(t.data.astype(np.float64) / s) + z, -128, 127).astype(np.int8)
-        return self.const(f"{name}@{op.name}" if name in self.tensors else name, data, "int8",
+        dtype = "int16" if self._wide(op) else "int8"
+        info = np.iinfo(dtype)
+        data = np.clip(np.round(t.data.astype(np.float64) / s) + z, info.min, info.max)
+        data = data.astype(dtype)
+        return self.const(f"{name}@{op.name}" if name in self.tensors else name, data, dtype,
                           copy.deepcopy(q))
+
+    def _wide(self, op: Op) -> bool:
+        return self.dtypes.get(op.outputs[0]) == "int16"
 
     def linear(self, op: Op, ins: list[str]) -> list[str]:
         x = self.act(ins[0])
         w = self.fg.tensor(ins[1])
         assert w.data is not None
         mode = self.cfg.per_channel
-        if op.kind == "conv2d":
+        if op.kind in ("conv2d", "transpose_conv"):  # both OHWI
             axis: int | None = 0 if mode != "none" else None
         elif op.kind == "depthwise_conv2d":
             axis = 3 if mode != "none" else None
@@ -311,7 +333,9 @@ class _Builder:
             assert b.data is not None
             bias = b.data.astype(np.float64).reshape(-1)
         in_s = self.quant[x].scalar_scale()
-        wdata, wquant = wq.quantize_weights(w.data, axis, wq.bias_floor(bias, in_s))
+        wide = self.tensors[x].dtype == "int16"  # 16x8: int64 bias, no int32 floor needed
+        wdata, wquant = wq.quantize_weights(w.data, axis,
+                                            0.0 if wide else wq.bias_floor(bias, in_s))
         if self.cfg.bias_correction and ins[0] in self.means:
             shift = wq.bias_correction(op.kind, w.data, wq.dequantize_weights(wdata, wquant),
                                        self.means[ins[0]], int(op.attrs.get("depth_multiplier", 1)))
@@ -322,9 +346,9 @@ class _Builder:
                              "int8", wquant)]
         # TFLM's depthwise kernel crashes without a bias, so convolutions always get one
         if has_bias or bias.any() or op.kind != "fully_connected":
-            bdata, bquant = wq.quantize_bias(bias, wq.bias_scale(in_s, wquant))
+            bdata, bquant = wq.quantize_bias(bias, wq.bias_scale(in_s, wquant), 64 if wide else 32)
             base = ins[2] if has_bias and ins[2] not in self.tensors else f"{op.name}@bias"
-            new.append(self.const(base, bdata, "int32", bquant))
+            new.append(self.const(base, bdata, "int64" if wide else "int32", bquant))
         return new
 
 
@@ -384,8 +408,8 @@ def _score(fg: Graph, q: Graph, batch: list[np.ndarray]) -> float:
 
     n = batch[0].shape[0]
     ref = FloatModel(fg).run(batch)
-    ins = [q.tensor(t).quant for t in q.inputs]
-    got = run_tflm(export_tflite(q), [[quantize_array(b[k], s) for b, s in
+    ins = [q.tensor(t) for t in q.inputs]
+    got = run_tflm(export_tflite(q), [[quantize_array(b[k], t.quant, t.dtype) for b, t in
                                        zip(batch, ins, strict=True)] for k in range(n)])
     worst = float("inf")
     for j, name in enumerate(q.outputs):
@@ -414,10 +438,18 @@ def _quantize_float(fg: Graph, data: Source | Calibration | None, cfg: QuantConf
             raise EdgekitError("no calibration data", where or fg.name,
                                "pass --calib data.npz, or --data-free")
         ranges, means, samples = calibrate(fg, data, cfg, progress)
-    quant, requant = _assign(fg, ranges)
-    out = _Builder(fg, quant, means, cfg).build(requant)
+    dtypes: dict[str, str] = {}
+    if cfg.act == "int16" or cfg.int16_layers:
+        fg = copy.deepcopy(fg)
+        wanted = None if cfg.act == "int16" else prec.check_layers(fg, cfg.int16_layers, where)
+        dtypes = prec.insert_boundaries(fg, ranges, prec.plan(fg, wanted))
+    wide = frozenset(n for n, d in dtypes.items() if d == "int16")
+    quant, requant = _assign(fg, ranges, wide)
+    out = _Builder(fg, quant, means, cfg, dtypes).build(requant)
     info: dict[str, Any] = asdict(cfg)
     info.update(data_free=data_free, samples=samples, ranges_from=source)
+    info["int16_layers"] = sorted(op.name for op in out.ops if op.kind != "quantize" and
+                                  out.tensor(op.outputs[0]).dtype == "int16")
     info.pop("chunk")
     if equalization is not None:
         info["equalization"] = equalization

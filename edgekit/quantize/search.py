@@ -7,9 +7,11 @@ then per layer:
 - the weight granularity of each dense layer (per tensor or per output channel). Convolutions are
   always per channel: per tensor never helps them and saves only their multipliers.
 
-What is not searched: int16 activations (16x8) and int4 weights. Neither has kernels here yet
-(`--act int16` is refused), so every candidate is an int8 model, and the budget can bind only
-through the per-channel requantization parameters in flash.
+- int16 activations (TFLite 16x8): every layer that has a 16x8 kernel at once, then (when that
+  is not kept) each such layer alone. int16 doubles the layer's activation bytes, so the RAM
+  budget is what binds; QUANTIZE boundaries are inserted where int8 and int16 layers meet.
+
+What is not searched: int4 weights (not implemented).
 
 How: calibrate once and keep every tensor's statistics. The baseline is the TFLite converter's
 choice (minmax, per-channel convolutions, per-tensor dense layers). Then a greedy pass in graph
@@ -32,6 +34,7 @@ import numpy as np
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op
 from edgekit.progress import Progress
+from edgekit.quantize import precision as prec
 from edgekit.quantize.dataset import Calibration, Source
 from edgekit.quantize.metrics import dequantize_array, quantize_array, sqnr_db
 from edgekit.quantize.observers import Collector
@@ -65,6 +68,8 @@ class _Choice:
     bias_correction: bool = False
     methods: dict[str, str] = field(default_factory=dict)  # tensor -> estimator
     dense_per_channel: dict[str, bool] = field(default_factory=dict)  # op name -> per channel
+    all_int16: bool = False  # every layer with a 16x8 kernel runs int16
+    int16: dict[str, bool] = field(default_factory=dict)  # op name -> int16 activations
 
 
 class _ChoiceBuilder(_Builder):
@@ -106,9 +111,15 @@ class _Searcher:
             method = "minmax" if name in self.fg.inputs else choice.methods.get(name,
                                                                                 choice.default)
             ranges[name] = estimate(st, method, self.cfg.percentile)
-        quant, requant = _assign(self.fg, ranges)
+        fg, dtypes = self.fg, {}
+        if choice.all_int16 or any(choice.int16.values()):
+            fg = copy.deepcopy(self.fg)
+            chosen = None if choice.all_int16 else {k for k, v in choice.int16.items() if v}
+            dtypes = prec.insert_boundaries(fg, ranges, prec.plan(fg, chosen))
+        wide = frozenset(n for n, d in dtypes.items() if d == "int16")
+        quant, requant = _assign(fg, ranges, wide)
         cfg = replace(self.cfg, bias_correction=choice.bias_correction)
-        g = _ChoiceBuilder(self.fg, quant, self.means, cfg,
+        g = _ChoiceBuilder(fg, quant, self.means, cfg, dtypes,
                            per_channel=choice.dense_per_channel).build(requant)
         g.meta = {"source_format": self.fg.meta.get("source_format", "unknown"),
                   "tflite_tensor_names": list(g.tensors)}
@@ -119,8 +130,9 @@ class _Searcher:
     def score(self, g: Graph) -> float:
         """Output SQNR (dB, the worst output) of the int8 model, as TFLM (and our C) runs it."""
         self.evaluations += 1
-        ins = [g.tensor(n).quant for n in g.inputs]
-        feeds = [[quantize_array(b[k], q) for b, q in zip(self.batch, ins, strict=True)]
+        ins = [g.tensor(n) for n in g.inputs]
+        feeds = [[quantize_array(b[k], t.quant, t.dtype) for b, t in zip(self.batch, ins,
+                                                                          strict=True)]
                  for k in range(self.n)]
         got = self.run_tflm(self.export(g), feeds)
         worst = math.inf
@@ -194,9 +206,14 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             decisions.append(("method", out, list(METHODS), f"{op.name} ({op.kind}) output"))
         if op.kind == "fully_connected":
             decisions.append(("per_channel", op.name, [True], f"{op.name} (fully_connected)"))
+    decisions.append(("all_int16", "", [True], "every layer"))
+    decisions += [("int16", op.name, [True], f"{op.name} ({op.kind})")
+                  for op in fg.ops if op.kind in prec.INT16_OPS]
     for kind, key, options, label in decisions:
         for option in options:
             if kind == "method" and option == choice.methods.get(key, choice.default):
+                continue
+            if kind == "int16" and choice.all_int16:
                 continue
             trial = copy.deepcopy(choice)
             if kind == "default":
@@ -205,13 +222,17 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
                 trial.bias_correction = option
             elif kind == "method":
                 trial.methods[key] = option
+            elif kind == "all_int16":
+                trial.all_int16 = option
+            elif kind == "int16":
+                trial.int16[key] = option
             else:
                 trial.dense_per_channel[key] = option
             tg = s.build(trial)
             db = s.score(tg)
             if db < current_db + MIN_GAIN_DB:
                 continue
-            c = cost(tg) if kind == "per_channel" else current_cost
+            c = cost(tg) if kind in ("per_channel", "all_int16", "int16") else current_cost
             if not budget.fits(c):
                 steps.append({"decision": _what(kind, label, option), "gain_db": round(
                     db - current_db, 2), "kept": False, "why": "over the budget",
@@ -242,7 +263,9 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             "bias_correction": choice.bias_correction,
             "methods": {k: v for k, v in choice.methods.items()},
             "dense_per_channel": sorted(k for k, v in choice.dense_per_channel.items() if v),
-            "not_searched": "int16 activations and int4 weights (no kernels yet)",
+            "int16_layers": sorted(op.name for op in g.ops if op.kind != "quantize" and
+                                   g.tensor(op.outputs[0]).dtype == "int16"),
+            "not_searched": "int4 weights (not implemented)",
         },
     }
     try:
@@ -257,6 +280,8 @@ def _what(kind: str, label: str, option: Any) -> str:
         return f"{label}: {option} range"
     if kind == "bias_correction":
         return f"{label}: bias correction"
+    if kind in ("all_int16", "int16"):
+        return f"{label}: int16 activations (16x8)"
     return f"{label}: per-channel weights"
 
 
@@ -281,7 +306,7 @@ def format_search(info: dict[str, Any]) -> str:
     for st in s["steps"]:
         if not st["kept"]:
             lines.append(f"  - {st['decision']}: {st['gain_db']:+.2f} dB but {st['why']} "
-                         f"(flash {st['flash']} B)")
+                         f"(flash {st['flash']} B, arena {st['ram']} B)")
     if not kept:
         lines.append(f"  nothing beat the baseline by {MIN_GAIN_DB} dB: kept it")
     lines.append(f"  result: {res['sqnr_db']:.2f} dB, flash {res['flash']} B, arena {res['ram']} B"

@@ -54,9 +54,12 @@ def bias_scale(input_scale: float, weight_quant: Quant) -> np.ndarray:
     return (np.float32(input_scale) * weight_quant.scale.astype(np.float32)).astype(np.float32)
 
 
-def quantize_bias(b: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, Quant]:
+def quantize_bias(b: np.ndarray, scale: np.ndarray, bits: int = 32) -> tuple[np.ndarray, Quant]:
+    """int32 biases, or int64 (bits=64) for 16x8 layers."""
     q = np.round(b.astype(np.float64) / scale.astype(np.float64))
-    q = np.clip(q, -(2**31) + 1, 2**31 - 1).astype(np.int32)
+    # float64 holds integers exactly only up to 2^53; 16x8 biases stay far below that
+    lim = 2.0 ** (bits - 1) - 1 if bits == 32 else 2.0**53
+    q = np.clip(q, -lim, lim).astype(np.int32 if bits == 32 else np.int64)
     axis = 0 if scale.size > 1 else None
     return q, Quant(scale.astype(np.float32), np.zeros(scale.size, np.int64), axis)
 
