@@ -46,13 +46,15 @@ def _const(graph: Graph, op: Op, role: str, data: np.ndarray) -> None:
 
 
 def synapse_groups(
-    weights: np.ndarray, delays: np.ndarray, max_delay: int
+    weights: np.ndarray, delays: np.ndarray, max_delay: int, input_major: bool = False
 ) -> dict[str, np.ndarray]:
     """Non-zero synapses grouped by (delay d, input j), each group sorted by output neuron.
 
     Group g = d * n_in + j spans entries offsets[g] .. offsets[g + 1] - 1. Delay-major order lets
-    gather walk one offsets row per history row, and scatter step through an input's delays with
-    a fixed stride. Zero weights are dropped: adding 0 changes nothing.
+    gather walk one offsets row per history row. With `input_major` (scatter) the group is
+    g = j * max_delay + d instead: an input's groups are adjacent, so a spike walks one run of
+    offsets with no stride and no per-group delay counter. Zero weights are dropped: adding 0
+    changes nothing.
 
     Up to 256 outputs, two synapses share one int32 `pairs` word, t0 | w0 << 8 | t1 << 16 |
     w1 << 24 (w as its two's-complement byte), so one load feeds two updates; groups are padded
@@ -62,17 +64,25 @@ def synapse_groups(
     """
     n_out, n_in = weights.shape
     i_idx, j_idx = np.nonzero(weights)
-    group = delays[i_idx, j_idx].astype(np.int64) * n_in + j_idx.astype(np.int64)
+    if input_major:
+        group = j_idx.astype(np.int64) * max_delay + delays[i_idx, j_idx].astype(np.int64)
+    else:
+        group = delays[i_idx, j_idx].astype(np.int64) * n_in + j_idx.astype(np.int64)
     order = np.lexsort((i_idx, group))
     counts = np.bincount(group, minlength=n_in * max_delay)
     tgt, wts, grp = i_idx[order], weights[i_idx, j_idx][order].astype(np.int64), group[order]
-    if n_out <= 256 and paired_layout(counts):
-        padded = counts + (counts & 1)
-        starts = np.concatenate([[0], np.cumsum(padded)])
-        entries = np.zeros((int(starts[-1]), 2), dtype=np.int64)  # (target, weight)
-        first = np.concatenate([[0], np.cumsum(counts)])[:-1]
-        pos = starts[:-1][grp] + (np.arange(grp.size) - first[grp])
-        entries[pos, 0], entries[pos, 1] = tgt, wts
+    paired = n_out <= 256 and paired_layout(counts)
+    padded = counts + (counts & 1) if paired else counts.copy()
+    if input_major:
+        # scatter walks an input's groups with a do-while: every group holds at least one entry
+        # (a (0, 0) entry adds 0 to neuron 0), so no group pays an entry test
+        padded = np.maximum(padded, 2 if paired else 1)
+    starts = np.concatenate([[0], np.cumsum(padded)])
+    entries = np.zeros((int(starts[-1]), 2), dtype=np.int64)  # (target, weight)
+    first = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    pos = starts[:-1][grp] + (np.arange(grp.size) - first[grp])
+    entries[pos, 0], entries[pos, 1] = tgt, wts
+    if paired:
         e = entries.reshape(-1, 4)  # two entries per word
         words = e[:, 0] | (e[:, 1] & 0xFF) << 8 | e[:, 2] << 16 | (e[:, 3] & 0xFF) << 24
         offsets = starts // 2
@@ -81,7 +91,7 @@ def synapse_groups(
             "offsets": offsets.astype(off_dtype),
             "pairs": words.astype(np.uint32).view(np.int32),
         }
-    offsets = np.concatenate([[0], np.cumsum(counts)])
+    offsets, tgt, wts = starts, entries[:, 0], entries[:, 1]
     off_dtype = np.int16 if offsets[-1] <= INT16_MAX else np.int32
     tgt_dtype = np.uint8 if n_out <= 256 else (np.int16 if n_out <= INT16_MAX + 1 else np.int32)
     return {
@@ -172,8 +182,11 @@ def prepare_scatter(graph: Graph, op: Op) -> None:
     op.attrs["q"] = {}
     op.attrs["state"] = {}
     w, d, dmax = _operands(graph, op)
-    layout = flat_events if flat_layout(w, d, dmax) else synapse_groups
-    for role, arr in layout(w, d, dmax).items():
+    if flat_layout(w, d, dmax):
+        layout = flat_events(w, d, dmax)
+    else:
+        layout = synapse_groups(w, d, dmax, input_major=True)
+    for role, arr in layout.items():
         _const(graph, op, role, arr)
     n_out = int(op.attrs["n_out"])
     _state(graph, op, "ring", (dmax * n_out,), scatter_acc_dtype(w))
