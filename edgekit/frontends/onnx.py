@@ -136,11 +136,26 @@ class _Converter:
                     d.Clear()
                     d.dim_value = 1
         self.nodes = list(enumerate(g.node))
+        # before shape inference: its data propagation evaluates some constant ops in C++,
+        # where no timer can stop it (a fuzzed Range of 10^8 values ran for minutes)
+        self._refuse_large_folds()
         for _ in range(8):
             self._infer_shapes()
             if not self._fold():
                 break
         self._infer_shapes()
+
+    def _refuse_large_folds(self) -> None:
+        for idx, node in self.nodes:
+            ins = [i for i in node.input if i]
+            if node.domain not in ("", "ai.onnx") or not all(i in self.consts for i in ins):
+                continue
+            size = fold_size(node, {i: self.consts[i] for i in ins}, _attrs(node))
+            if size is not None and size > MAX_FOLD_ELEMENTS:
+                raise self.error(
+                    f"node #{idx} {node.op_type} '{node.name}': folding it would make "
+                    f"{size:,} elements (limit {MAX_FOLD_ELEMENTS:,})"
+                )
 
     def _infer_shapes(self) -> None:
         import onnx
