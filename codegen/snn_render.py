@@ -84,6 +84,19 @@ def _uniform(graph: Graph, tname: str) -> str | None:
     return "INT32_MIN" if v == -(1 << 31) else f"INT32_C({v})"
 
 
+def _decay_q(graph: Graph, tname: str) -> tuple[str, bool] | None:
+    """(q, add v) of a uniform decay m for ek_snn_mulhr: q = 4 m below 2^29, else
+    q = 4 (m - 2^30) with v added back (model.c.j2 derives both); None when not uniform."""
+    if not tname or _uniform(graph, tname) is None:
+        return None
+    data = graph.tensor(tname).data
+    assert data is not None
+    m = int(data.reshape(-1)[0])
+    hi = m >= 1 << (ops.DECAY_SHIFT - 1)
+    q = 4 * (m - (1 << ops.DECAY_SHIFT)) if hi else 4 * m
+    return ("INT32_MIN" if q == -(1 << 31) else f"INT32_C({q})"), hi
+
+
 def _op_context(ctx: _Ctx, op: Op) -> dict[str, Any]:
     g, plan, state = ctx.graph, ctx.plan, ctx.state
     c: dict[str, Any] = {"op": op}
@@ -124,6 +137,7 @@ def _op_context(ctx: _Ctx, op: Op) -> dict[str, Any]:
             threshold=ctx.const(op.inputs[2], op, "threshold") if op.inputs[2] else "",
             decay=ctx.const(op.inputs[3], op, "decay") if op.inputs[3] else "",
             decay_c=_uniform(g, op.inputs[3]),
+            decay_q=_decay_q(g, op.inputs[3]),
             threshold_c=_uniform(g, op.inputs[2]),
         )
         if op.kind == ops.CUBA:

@@ -147,6 +147,13 @@ def _operands(graph: Graph, op: Op) -> tuple[np.ndarray, np.ndarray, int]:
     return w, d, int(op.attrs["max_delay"])
 
 
+def scatter_slots(max_delay: int, flat: bool) -> int:
+    """Accumulator slots of the scatter ring. Flat lists get 2D - 1: a spike at head h adds
+    delay d into slot h + d with no wrap-around test per synapse (their synapses are many per
+    spike), and step h hands on slot h plus slot h + D. Grouped runs wrap once per spike."""
+    return 2 * max_delay - 1 if flat else max_delay
+
+
 def scatter_acc_dtype(weights: np.ndarray) -> str:
     """int16 slots when no output's total |weight| can leave int16, else int32.
 
@@ -182,14 +189,12 @@ def prepare_scatter(graph: Graph, op: Op) -> None:
     op.attrs["q"] = {}
     op.attrs["state"] = {}
     w, d, dmax = _operands(graph, op)
-    if flat_layout(w, d, dmax):
-        layout = flat_events(w, d, dmax)
-    else:
-        layout = synapse_groups(w, d, dmax, input_major=True)
+    flat = flat_layout(w, d, dmax)
+    layout = flat_events(w, d, dmax) if flat else synapse_groups(w, d, dmax, input_major=True)
     for role, arr in layout.items():
         _const(graph, op, role, arr)
     n_out = int(op.attrs["n_out"])
-    _state(graph, op, "ring", (dmax * n_out,), scatter_acc_dtype(w))
+    _state(graph, op, "ring", (scatter_slots(dmax, flat) * n_out,), scatter_acc_dtype(w))
     _state(graph, op, "head", (1,), "int32")
 
 

@@ -42,9 +42,12 @@ class LayerChoice:
 
 def state_bytes(layer: ops.Layer, kernel: str) -> int:
     if kernel == "scatter":
+        from codegen.families.snn import flat_layout, scatter_slots
+
         worst = int(np.abs(layer.weights.astype(np.int64)).sum(axis=1).max(initial=0))
         width = 2 if worst <= (1 << 15) - 1 else 4
-        return layer.max_delay * layer.n_out * width + 4
+        flat = flat_layout(layer.weights, layer.delays, layer.max_delay)
+        return scatter_slots(layer.max_delay, flat) * layer.n_out * width + 4
     return layer.max_delay * ops.packed_bytes(layer.n_in) + 4
 
 
