@@ -71,6 +71,8 @@ VARIANTS = {
     "data-free auto": QuantConfig(equalize="auto"),  # the default: eq kept if its probe says so
     # --act int16: TFLite 16x8 on every layer with a 16x8 kernel (int8 weights, int64 biases)
     "int16": QuantConfig(method="minmax", act="int16"),
+    # --weights int4: packed int4 conv/depthwise/dense weights, per-channel symmetric
+    "int4": QuantConfig(method="minmax", weights="int4"),
 }
 GOAL_SECONDS = 20.0
 

@@ -50,9 +50,12 @@ INT16_FAMILIES = {"portable"}
 
 
 def _has_int16(graph: Graph, op: Op) -> bool:
-    """An integer op (one portable C implements) with an int16 activation: a 16x8 op."""
+    """An integer op (one portable C implements) with an int16 activation (a 16x8 op) or packed
+    int4 weights: only the portable kernels implement those."""
     return op.kind in _PORTABLE and any(
-        t in graph.tensors and graph.tensors[t].dtype == "int16" and not graph.tensors[t].is_const
+        t in graph.tensors
+        and (graph.tensors[t].dtype == "int4"
+             or (graph.tensors[t].dtype == "int16" and not graph.tensors[t].is_const))
         for t in op.inputs + op.outputs
     )
 
@@ -60,8 +63,8 @@ def _has_int16(graph: Graph, op: Op) -> bool:
 def select(graph: Graph, op: Op, families: list[str], capabilities: set[str]) -> KernelVariant:
     """The first variant, in the target's family order, that can run this op."""
     _load_families()
-    # optimised integer kernels are written for int8 activations; a 16x8 (int16) op runs the
-    # portable kernel unless a family registers itself for int16 explicitly
+    # optimised integer kernels are written for int8 activations and weights; a 16x8 (int16) op
+    # or one with int4 weights runs the portable kernel unless a family is listed here
     wide = _has_int16(graph, op)
     for family in [*families, "portable"]:
         if wide and family not in INT16_FAMILIES:

@@ -18,6 +18,7 @@ import numpy as np
 
 from codegen import kernels
 from edgekit import __version__
+from edgekit.ir import int4
 from edgekit.ir.graph import C_TYPES, Graph, Op, Tensor
 from edgekit.passes.memory import MemoryPlan
 from edgekit.resources import resource_dir
@@ -283,13 +284,15 @@ def render_model(
     const_blocks = []
     for t in const_order:
         assert t.data is not None
-        per_line = 16 if t.dtype in ("int8", "uint8") else 8
+        per_line = 16 if t.dtype in ("int8", "uint8", "int4") else 8
+        # int4 constants are emitted packed, two per byte (kernels unpack them)
+        data, dtype = (int4.pack(t.data), "int8") if t.dtype == "int4" else (t.data, t.dtype)
         const_blocks.append(
             {
                 "ident": consts[t.name],
                 "ctype": C_TYPES[t.dtype],
-                "count": t.size,
-                "body": _array_body(t.data, t.dtype, per_line),
+                "count": data.size,
+                "body": _array_body(data, dtype, per_line),
                 "shape": list(t.shape),
                 "source": t.name,
             }

@@ -90,6 +90,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         equalize=args.equalize,
         act=args.act,
         int16_layers=tuple(n for n in (args.int16_layers or "").split(",") if n),
+        weights=args.weights,
+        int4_layers=tuple(n for n in (args.int4_layers or "").split(",") if n),
     )
     t0 = time.monotonic()
     graph, _ = load_model(args.model, args.name)
@@ -300,6 +302,11 @@ def register(add: Any) -> None:
                    "activations, int8 weights) on every layer that has a 16x8 kernel")
     p.add_argument("--int16-layers", metavar="NAME,...",
                    help="int16 activations (16x8) for these layers only, int8 elsewhere")
+    p.add_argument("--weights", choices=["int8", "int4"], default="int8",
+                   help="weight type of conv/depthwise/dense layers: int8 (default) or int4 "
+                   "(packed two per byte, per-channel symmetric; half the weight flash)")
+    p.add_argument("--int4-layers", metavar="NAME,...",
+                   help="int4 weights for these conv/depthwise/dense layers only")
     p.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="int8",
                    help="int8 (calibrated, default), or fp16/fp32: the float model converted "
                    "under the float contract, no data needed")

@@ -51,7 +51,7 @@ class _Exporter:
         return EdgekitError(what, self.where)
 
     def tensor(self, t: Tensor) -> int:
-        if t.dtype not in ("int8", "uint8", "int16", "int32", "int64", "float32"):
+        if t.dtype not in ("int8", "uint8", "int16", "int32", "int64", "float32", "int4"):
             raise self.error(f"tensor '{t.name}' has type {t.dtype}, which TFLite export lacks")
         q: dict[str, Any] = {}
         if t.quant is not None:
@@ -59,6 +59,12 @@ class _Exporter:
                  "quantized_dimension": t.quant.axis or 0}
         if t.is_const:
             assert t.data is not None
+            # TFLM unpacks INT4 filters for int8 activations only ("hybrid" otherwise), so a
+            # 16x8 layer's int4 weights are written as int8 holding the same values
+            if t.dtype == "int4" and not any(
+                    t.name in op.inputs and self.g.tensor(op.inputs[0]).dtype == "int16"
+                    for op in self.g.ops):
+                return self.b.const_int4(t.name, t.data, **q)
             return self.b.const(t.name, t.data.astype(DTYPES[t.dtype]), **q)
         return self.b.tensor(t.name, t.shape, DTYPES[t.dtype], **q)
 

@@ -119,6 +119,24 @@ class TFLiteBuilder:
         self._buffers.append(buffer)
         return index
 
+    def const_int4(
+        self,
+        name: str,
+        values: np.ndarray,
+        scale: float | Sequence[float] | np.ndarray | None = None,
+        zero_point: int | Sequence[int] | np.ndarray | None = None,
+        quantized_dimension: int = 0,
+    ) -> int:
+        """An INT4 constant: `values` (int8 in [-8, 7]) stored packed, two per byte, low nibble
+        first (TFLite's layout; TFLM unpacks it for conv, depthwise and fully connected)."""
+        from edgekit.ir import int4
+
+        index = self.const(name, np.asarray(values, np.int8), scale, zero_point,
+                           quantized_dimension)
+        self._tensors[index].type = schema.TensorType.INT4
+        self._buffers[-1].data = np.frombuffer(int4.pack(values).tobytes(), dtype=np.uint8)
+        return index
+
     def _add_tensor(
         self,
         name: str,

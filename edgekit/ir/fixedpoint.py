@@ -257,3 +257,11 @@ def hard_swish_params(input_scale: float, output_scale: float) -> dict[str, int]
         "reluish_multiplier": downscale_multiplier_int16(m_rel),
         "reluish_exponent": e_rel,
     }
+
+
+def multiply_by_quantized_multiplier_64(x: int, multiplier: int, shift: int) -> int:
+    """The int64 requantization of TFLite's 16x8 kernels (C twin: ek_mbqm64): the multiplier is
+    rounded to 16 bits first, then one rounding right shift. Valid for |x| < 2^47."""
+    reduced = (multiplier + (1 << 15)) >> 16 if multiplier < 0x7FFF0000 else 0x7FFF
+    total = 15 - shift
+    return (x * reduced + (1 << (total - 1))) >> total

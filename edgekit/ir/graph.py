@@ -22,6 +22,9 @@ DTYPES: dict[str, np.dtype] = {
     "int64": np.dtype(np.int64),
     "float16": np.dtype(np.float16),
     "float32": np.dtype(np.float32),
+    # packed int4 weights: held unpacked (int8 values in [-8, 7]) in memory, two per byte in the
+    # .ekir file and in generated C (edgekit/ir/int4.py)
+    "int4": np.dtype(np.int8),
 }
 
 C_TYPES: dict[str, str] = {
@@ -32,6 +35,7 @@ C_TYPES: dict[str, str] = {
     "int64": "int64_t",
     "float16": "uint16_t",
     "float32": "float",
+    "int4": "int8_t",  # packed bytes
 }
 
 
@@ -59,6 +63,9 @@ def _check_tensor(t: Tensor) -> None:
         raise ValueError(f"tensor '{t.name}' declares {list(t.shape)}: more than {MAX_ELEMENTS}")
     if t.data is not None and (t.data.shape != t.shape or t.data.dtype != DTYPES[t.dtype]):
         raise ValueError(f"tensor '{t.name}' holds data that does not match its shape and dtype")
+    if t.dtype == "int4" and (t.data is None or (t.data.size and (
+            int(t.data.min()) < -8 or int(t.data.max()) > 7))):
+        raise ValueError(f"int4 tensor '{t.name}' must be a constant with values in [-8, 7]")
     q = t.quant
     if q is None:
         return
@@ -143,6 +150,8 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
+        if self.dtype == "int4":
+            return (self.size + 1) // 2
         return self.size * DTYPES[self.dtype].itemsize
 
 

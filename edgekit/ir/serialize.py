@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.ir import int4
 from edgekit.ir.graph import (
     DTYPES,
     MAX_CONST_BYTES,
@@ -31,7 +32,8 @@ from edgekit.ir.graph import (
 )
 
 MAGIC = b"EKIR"
-VERSION = (1, 0)
+# 1.1: "int4" constants (packed two per byte); 1.0 readers reject them as an unknown dtype
+VERSION = (1, 1)
 _HEADER = struct.Struct("<4sHHI")
 _ALIGN = 16
 # JSON parses to objects ~20x its size: this keeps a hostile header well under 1 GB
@@ -67,7 +69,8 @@ def dumps(graph: Graph) -> bytes:
         if t.data is not None:
             pad = (-len(blob)) % _ALIGN
             blob.extend(b"\0" * pad)
-            raw = np.ascontiguousarray(t.data, dtype=DTYPES[t.dtype]).tobytes()
+            raw = (int4.pack(t.data) if t.dtype == "int4" else
+                   np.ascontiguousarray(t.data, dtype=DTYPES[t.dtype])).tobytes()
             entry["data"] = {"offset": len(blob), "nbytes": len(raw)}
             blob.extend(raw)
         tensors.append(entry)
@@ -231,10 +234,12 @@ def _tensor(e: dict[str, Any], name: str, blob: memoryview, start: int) -> tuple
     if e.get("data"):
         rng = _dict(e["data"], "data")
         off, n = _int(rng["offset"], "data offset"), _int(rng["nbytes"], "data size")
-        expected = math.prod(shape) * DTYPES[dtype].itemsize
+        count = math.prod(shape)
+        expected = int4.packed_bytes(count) if dtype == "int4" else count * DTYPES[dtype].itemsize
         if off < start or n != expected or off + n > len(blob):
             raise _Malformed(f"tensor '{name}' data range is invalid")
-        arr = np.frombuffer(blob[off : off + n], dtype=DTYPES[dtype]).reshape(shape).copy()
+        arr = np.frombuffer(blob[off : off + n], dtype=DTYPES[dtype])
+        arr = (int4.unpack(arr, count) if dtype == "int4" else arr).reshape(shape).copy()
         start = off + n
     return Tensor(name, shape, dtype, quant, arr), start
 

@@ -119,7 +119,9 @@ def _need_16x8(x: Tensor, y: Tensor, w: Tensor | None = None) -> bool:
     """int8 in and out, or TFLite's 16x8 (int16 in and out, zero points 0, int8 weights): True
     for 16x8. Kernels of both kinds share a template and branch on this."""
     if x.dtype != "int16" and y.dtype != "int16":
-        _need_int8(x, y, *([w] if w is not None else []))
+        _need_int8(x, y)
+        if w is not None:
+            _need_weights(w)
         return False
     for t in (x, y):
         if t.dtype != "int16" or t.quant is None:
@@ -127,8 +129,16 @@ def _need_16x8(x: Tensor, y: Tensor, w: Tensor | None = None) -> bool:
         if np.any(t.quant.zero_point != 0):
             raise UnsupportedOp(f"int16 tensor '{t.name}' must have zero point 0")
     if w is not None:
-        _need_int8(w)
+        _need_weights(w)
     return True
+
+
+def _need_weights(w: Tensor) -> None:
+    """int8 weights, or packed int4 ones (symmetric, zero point 0), which kernels unpack."""
+    if w.dtype != "int4":
+        _need_int8(w)
+    elif w.quant is None or np.any(w.quant.zero_point != 0):
+        raise UnsupportedOp(f"int4 weights '{w.name}' must be symmetric (zero point 0)")
 
 
 def _per_tensor(t: Tensor) -> tuple[float, int]:

@@ -49,6 +49,9 @@ class Bound:
     hi: int
     stage: str
     channel: int | None = None
+    # 31 for int32 arithmetic; 47 for a 16x8 layer's int64 accumulator, the largest input
+    # TFLite's int64 requantization accepts
+    bits: int = 31
 
     @property
     def max_abs(self) -> int:
@@ -56,12 +59,12 @@ class Bound:
 
     @property
     def fits(self) -> bool:
-        return self.lo >= INT32_MIN and self.hi <= INT32_MAX
+        return self.lo >= -(1 << self.bits) and self.hi <= (1 << self.bits) - 1
 
     def to_json(self) -> dict[str, Any]:
         return {
             "max_abs": self.max_abs,
-            "headroom_bits": 31 - self.max_abs.bit_length(),
+            "headroom_bits": self.bits - self.max_abs.bit_length(),
             "stage": self.stage,
             "channel": self.channel,
         }
@@ -117,6 +120,16 @@ def _reduction(graph: Graph, op: Op, w: np.ndarray, v_lo: int, v_hi: int) -> lis
     mult = _const(graph, q, "multiplier", channels)
     shift = _const(graph, q, "shift", channels)
     out = []
+    if q.get("acc64"):
+        # 16x8: int64 accumulator, then TFLite's int64 requantization into int32
+        for c in range(channels):
+            acc = Bound(int(lo[c]), int(hi[c]), "accumulator", c, bits=47)
+            out.append(acc)
+            if acc.fits:
+                ends = [fp.multiply_by_quantized_multiplier_64(v, mult[c], shift[c]) +
+                        int(q["output_offset"]) for v in (acc.lo, acc.hi)]
+                out.append(Bound(min(ends), max(ends), "requant_output", c))
+        return out
     for c in range(channels):
         acc = Bound(int(lo[c]), int(hi[c]), "accumulator", c)
         out += (
@@ -253,9 +266,10 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
         op.attrs["overflow"] = bound.to_json()
         if not bound.fits:
             where_in = f", channel {bound.channel}" if bound.channel is not None else ""
+            kind = "int32" if bound.bits == 31 else "int64"
             problems.append(
-                f"  #{idx} {op.name}: the int32 {bound.stage}{where_in} can reach "
-                f"[{bound.lo:,}, {bound.hi:,}], beyond [-2^31, 2^31 - 1]"
+                f"  #{idx} {op.name}: the {kind} {bound.stage}{where_in} can reach "
+                f"[{bound.lo:,}, {bound.hi:,}], beyond [-2^{bound.bits}, 2^{bound.bits} - 1]"
             )
     if problems:
         raise EdgekitError(

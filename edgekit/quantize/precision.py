@@ -102,3 +102,19 @@ def insert_boundaries(graph: Graph, ranges: dict[str, tuple[float, float]],
             dtype[t] = need
     graph.ops = ops
     return dtype
+
+
+INT4_OPS = {"conv2d", "depthwise_conv2d", "fully_connected"}
+
+
+def check_int4_layers(graph: Graph, names: Iterable[str], where: str = "") -> None:
+    """Every --int4-layers name is a conv/depthwise/dense op of the graph."""
+    kinds = {op.name: op.kind for op in graph.ops}
+    bad = sorted(n for n in names if kinds.get(n) not in INT4_OPS)
+    if bad:
+        raise EdgekitError(
+            f"--int4-layers: {', '.join(bad)} is not a conv, depthwise or dense layer of the model",
+            where or graph.name,
+            "int4 weights apply to " + ", ".join(sorted(INT4_OPS)) + " layers, named as "
+            "`edgekit describe` prints them",
+        )

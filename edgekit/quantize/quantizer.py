@@ -57,10 +57,16 @@ class QuantConfig:
     # a 16x8 kernel; int16_layers picks layers for int16 on top of an int8 model
     act: str = "int8"
     int16_layers: tuple[str, ...] = ()
+    # weight type of conv/depthwise/dense layers: "int8", or "int4" (packed two per byte,
+    # symmetric [-7, 7] per channel) everywhere; int4_layers picks layers for int4
+    weights: str = "int8"
+    int4_layers: tuple[str, ...] = ()
 
     def check(self) -> None:
         if self.act not in ("int8", "int16"):
             raise EdgekitError(f"unknown activation type '{self.act}'", hint="int8 or int16")
+        if self.weights not in ("int8", "int4"):
+            raise EdgekitError(f"unknown weight type '{self.weights}'", hint="int8 or int4")
         if self.method not in METHODS:
             raise EdgekitError(f"unknown method '{self.method}'", hint="use " + ", ".join(METHODS))
         if self.per_channel not in WEIGHT_MODES:
@@ -333,9 +339,11 @@ class _Builder:
             assert b.data is not None
             bias = b.data.astype(np.float64).reshape(-1)
         in_s = self.quant[x].scalar_scale()
-        wide = self.tensors[x].dtype == "int16"  # 16x8: int64 bias, no int32 floor needed
+        wide = self.tensors[x].dtype == "int16"  # 16x8: int64 bias
+        four = self.cfg.weights == "int4" or op.name in self.cfg.int4_layers
         wdata, wquant = wq.quantize_weights(w.data, axis,
-                                            0.0 if wide else wq.bias_floor(bias, in_s))
+                                            wq.bias_floor(bias, in_s, 40 if wide else 31),
+                                            7 if four else wq.WMAX)
         if self.cfg.bias_correction and ins[0] in self.means:
             shift = wq.bias_correction(op.kind, w.data, wq.dequantize_weights(wdata, wquant),
                                        self.means[ins[0]], int(op.attrs.get("depth_multiplier", 1)))
@@ -343,7 +351,7 @@ class _Builder:
                 bias = bias - shift
         # names are never "<op name>/<role>": lower adds its own constants under those
         new = [x, self.const(f"{ins[1]}@{op.name}" if ins[1] in self.tensors else ins[1], wdata,
-                             "int8", wquant)]
+                             "int4" if four else "int8", wquant)]
         # TFLM's depthwise kernel crashes without a bias, so convolutions always get one
         if has_bias or bias.any() or op.kind != "fully_connected":
             bdata, bquant = wq.quantize_bias(bias, wq.bias_scale(in_s, wquant), 64 if wide else 32)
@@ -439,6 +447,8 @@ def _quantize_float(fg: Graph, data: Source | Calibration | None, cfg: QuantConf
                                "pass --calib data.npz, or --data-free")
         ranges, means, samples = calibrate(fg, data, cfg, progress)
     dtypes: dict[str, str] = {}
+    if cfg.int4_layers:
+        prec.check_int4_layers(fg, cfg.int4_layers, where)
     if cfg.act == "int16" or cfg.int16_layers:
         fg = copy.deepcopy(fg)
         wanted = None if cfg.act == "int16" else prec.check_layers(fg, cfg.int16_layers, where)
@@ -450,6 +460,9 @@ def _quantize_float(fg: Graph, data: Source | Calibration | None, cfg: QuantConf
     info.update(data_free=data_free, samples=samples, ranges_from=source)
     info["int16_layers"] = sorted(op.name for op in out.ops if op.kind != "quantize" and
                                   out.tensor(op.outputs[0]).dtype == "int16")
+    info["int4_layers"] = sorted(op.name for op in out.ops if len(op.inputs) > 1 and
+                                 op.inputs[1] in out.tensors and
+                                 out.tensor(op.inputs[1]).dtype == "int4")
     info.pop("chunk")
     if equalization is not None:
         info["equalization"] = equalization

@@ -16,9 +16,10 @@ WMAX = 127
 TINY = 1e-20
 
 
-def quantize_weights(w: np.ndarray, axis: int | None, min_scale: np.ndarray | float = 0.0
-                     ) -> tuple[np.ndarray, Quant]:
+def quantize_weights(w: np.ndarray, axis: int | None, min_scale: np.ndarray | float = 0.0,
+                     wmax: int = WMAX) -> tuple[np.ndarray, Quant]:
     """int8 weights and their quantization; per channel along `axis`, or per tensor if None.
+    wmax=7 gives int4 values ([-7, 7], stored in int8 until packed).
 
     `min_scale` (per channel or one value) floors the scales; the caller uses it so that the
     bias, whose scale is in_scale * w_scale, fits in int32.
@@ -26,17 +27,17 @@ def quantize_weights(w: np.ndarray, axis: int | None, min_scale: np.ndarray | fl
     w = np.asarray(w, dtype=np.float32)
     moved = w.reshape(1, -1) if axis is None else np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     m = np.abs(moved).max(axis=1).astype(np.float64) if moved.size else np.zeros(len(moved))
-    live = m / WMAX > TINY
+    live = m / wmax > TINY
     # an all-zero (or denormal) channel quantizes to zeros at any scale; borrowing the largest
     # other scale keeps its bias (whose scale follows) as precise as its neighbours'
-    fallback = float(m[live].max()) / WMAX if np.any(live) else 1.0
+    fallback = float(m[live].max()) / wmax if np.any(live) else 1.0
     floor = np.asarray(min_scale, dtype=np.float64).reshape(-1)
     floor = np.full(m.shape, floor.max()) if floor.size != m.size else floor
-    scale = np.maximum(np.where(live, m / WMAX, fallback), floor).astype(np.float32)
+    scale = np.maximum(np.where(live, m / wmax, fallback), floor).astype(np.float32)
     shape = [1] * w.ndim
     if axis is not None:
         shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)), -WMAX, WMAX).astype(np.int8)
+    q = np.clip(np.round(w / scale.reshape(shape)), -wmax, wmax).astype(np.int8)
     return q, Quant(scale, np.zeros(scale.size, np.int64), axis)
 
 
@@ -64,9 +65,10 @@ def quantize_bias(b: np.ndarray, scale: np.ndarray, bits: int = 32) -> tuple[np.
     return q, Quant(scale.astype(np.float32), np.zeros(scale.size, np.int64), axis)
 
 
-def bias_floor(b: np.ndarray, input_scale: float) -> np.ndarray:
-    """The smallest weight scales at which each bias still fits in int32."""
-    return np.abs(b.astype(np.float64)) / (float(input_scale) * (2**31 - 1)) * 1.001
+def bias_floor(b: np.ndarray, input_scale: float, bits: int = 31) -> np.ndarray:
+    """The smallest weight scales at which each bias still fits in int32 (or, bits=40, the
+    int64 bias of a 16x8 layer with room left under TFLite's 2^47 accumulator limit)."""
+    return np.abs(b.astype(np.float64)) / (float(input_scale) * (2.0**bits - 1)) * 1.001
 
 
 def bias_correction(kind: str, w: np.ndarray, wq: np.ndarray, input_mean: np.ndarray,
