@@ -140,3 +140,28 @@ def test_cli_weights_int4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["quantize", str(model), "--calib", str(calib), "--int4-layers", "nope",
                  "-o", str(tmp_path / "bad.ekir")]) == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "bad.ekir").exists()
+
+
+@pytest.mark.emulated
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imc-zve32x"])
+def test_int16_and_int4_bit_exact_under_qemu(target: str, fg: Graph, calib: np.ndarray,
+                                             tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Both extensions at once, cross-compiled for targets whose int8 layers would take the
+    DSP / vector kernels, run under QEMU and compared with TFLM."""
+    import shutil
+
+    from edgekit.cli import main
+    from edgekit.export.tflite import export_tflite
+    from edgekit.targets import load_target
+
+    qemu = load_target(target).emulator.command or ""
+    if shutil.which(qemu) is None:
+        pytest.skip(f"{qemu} is not installed")
+    q = quantize(fg, [calib], QuantConfig(act="int16", weights="int4"))
+    ekir, ref = tmp_path / "m.ekir", tmp_path / "m.tflite"
+    ekir.write_bytes(serialize.dumps(q))
+    ref.write_bytes(export_tflite(q))
+    assert main(["verify", str(ekir), "--reference", str(ref), "--target", target,
+                 "--emulate", "--samples", "6"]) == 0
+    assert "bit-exact" in capsys.readouterr().out
