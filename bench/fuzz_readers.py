@@ -257,6 +257,27 @@ def _shape_model(op: str) -> Callable[[np.random.Generator], TFLiteBuilder]:
 
 
 # One builder per TFLite operator of edgekit.frontends.tflite.SUPPORTED.
+def _tconv_model(rng: np.random.Generator) -> TFLiteBuilder:
+    b = TFLiteBuilder()
+    h, w, cin, cout = (int(v) for v in rng.integers(1, 5, 4))
+    kh, kw, stride = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    oh, ow = ((h * stride, w * stride) if padding == "SAME"
+              else ((h - 1) * stride + kh, (w - 1) * stride + kw))  # fmt: skip
+    s_in, z_in = _q(rng)
+    scales = (10 ** rng.uniform(-3, -1.5, cout)).astype(np.float32)
+    x = b.tensor("x", [1, h, w, cin], np.int8, s_in, z_in)
+    wt = b.const("w", rng.integers(-127, 128, (cout, kh, kw, cin)).astype(np.int8), scales, 0,
+                 quantized_dimension=0)  # fmt: skip
+    bias = b.const("b", rng.integers(-2000, 2000, cout).astype(np.int32),
+                   (scales * np.float32(s_in)).astype(np.float32), 0)  # fmt: skip
+    y = b.tensor("y", [1, oh, ow, cout], np.int8, *_q(rng))
+    b.op("TRANSPOSE_CONV", [wt, x, bias], [y], stride=[stride, stride], padding=padding)
+    b.inputs([x])
+    b.outputs([y])
+    return b
+
+
 SINGLE_OP_BUILDERS: dict[str, Callable[[np.random.Generator], TFLiteBuilder]] = {
     "CONV_2D": lambda rng: _conv_model(rng, False),
     "DEPTHWISE_CONV_2D": lambda rng: _conv_model(rng, True),
@@ -279,6 +300,9 @@ SINGLE_OP_BUILDERS: dict[str, Callable[[np.random.Generator], TFLiteBuilder]] = 
     "CONCATENATION": _shape_model("CONCATENATION"),
     "MEAN": _shape_model("MEAN"),
     "STRIDED_SLICE": _shape_model("STRIDED_SLICE"),
+    "LEAKY_RELU": _unary("LEAKY_RELU", alpha=0.2),
+    "HARD_SWISH": _unary("HARD_SWISH"),
+    "TRANSPOSE_CONV": _tconv_model,
 }
 
 
