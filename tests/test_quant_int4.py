@@ -165,3 +165,16 @@ def test_int16_and_int4_bit_exact_under_qemu(target: str, fg: Graph, calib: np.n
     assert main(["verify", str(ekir), "--reference", str(ref), "--target", target,
                  "--emulate", "--samples", "6"]) == 0
     assert "bit-exact" in capsys.readouterr().out
+
+
+def test_tflite_with_int4_filters_reads_back(q4: Graph) -> None:
+    from edgekit.export.tflite import export_tflite
+    from edgekit.frontends.tflite import read_tflite
+
+    back = read_tflite(export_tflite(q4), "<export>", q4.name)
+    for op in q4.ops:
+        if op.kind in LINEAR:
+            w = q4.tensor(op.inputs[1])
+            wb = back.tensor(op.inputs[1])
+            assert wb.dtype == "int4" and np.array_equal(wb.data, w.data)
+    _assert_export_bit_exact(back, samples=4)

@@ -14,6 +14,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgekit.errors import EdgekitError
 from edgekit.frontends.flatbuffer_check import FlatbufferError, check_tflite
+from edgekit.ir import int4
 from edgekit.ir.graph import (
     MAX_CONST_BYTES,
     MAX_ELEMENTS,
@@ -34,6 +35,7 @@ _TFL_TYPES = {
     schema.TensorType.INT64: "int64",
     schema.TensorType.FLOAT16: "float16",
     schema.TensorType.FLOAT32: "float32",
+    schema.TensorType.INT4: "int4",  # packed filters; unpacked here (edgekit/ir/int4.py)
 }
 
 _OPCODE_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -209,7 +211,9 @@ class _Reader:
             if 0 < t.buffer < len(buffers) and buffers[t.buffer].data is not None:
                 stored = np.asarray(buffers[t.buffer].data, dtype=np.uint8)
                 if stored.size > 0:
-                    expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                    count = int(np.prod(shape, dtype=np.int64))
+                    expected = (int4.packed_bytes(count) if dtype == "int4" else
+                                count * np.dtype(dtype).itemsize)
                     if stored.size != expected:
                         raise self.error(
                             f"tensor {i} '{name}': buffer holds {stored.size} bytes, shape "
@@ -221,7 +225,9 @@ class _Reader:
                             f"constant data exceeds {MAX_CONST_BYTES >> 20} MB",
                             "edgekit compiles models for microcontrollers; check the model",
                         )
-                    data = np.frombuffer(stored.tobytes(), dtype=dtype).reshape(shape).copy()
+                    data = (int4.unpack(stored.view(np.int8), count).reshape(shape).copy()
+                            if dtype == "int4" else
+                            np.frombuffer(stored.tobytes(), dtype=dtype).reshape(shape).copy())
             elif t.buffer >= len(buffers) and t.buffer != 0:
                 raise self.error(f"tensor {i} '{name}' refers to missing buffer {t.buffer}")
             tensors[name] = Tensor(name, shape, dtype, quant, data)
