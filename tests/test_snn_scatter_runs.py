@@ -24,7 +24,7 @@ def test_input_major_groups_by_hand() -> None:
     assert got["offsets"].tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert got["targets"].tolist() == [1, 0, 0, 0, 0, 0]
     assert got["weights"].tolist() == [5, 0, -2, 0, 7, 0]
-    # delay-major (gather) keeps empty groups empty
+    # delay-major (gather), unpaired: group d * 2 + j, empty groups stay empty
     assert synapse_groups(w, d, 3)["offsets"].tolist() == [0, 1, 1, 1, 2, 3, 3]
 
 

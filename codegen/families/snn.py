@@ -73,9 +73,10 @@ def synapse_groups(
     tgt, wts, grp = i_idx[order], weights[i_idx, j_idx][order].astype(np.int64), group[order]
     paired = n_out <= 256 and paired_layout(counts)
     padded = counts + (counts & 1) if paired else counts.copy()
-    if input_major:
-        # scatter walks an input's groups with a do-while: every group holds at least one entry
-        # (a (0, 0) entry adds 0 to neuron 0), so no group pays an entry test
+    if paired or input_major:
+        # the kernels walk such groups with a do-while: every group holds at least one entry
+        # (a (0, 0) entry adds 0 to neuron 0), so no group pays an entry test. Gather's unpaired
+        # groups (tiny ones, mostly) keep the test: padding them would cost more
         padded = np.maximum(padded, 2 if paired else 1)
     starts = np.concatenate([[0], np.cumsum(padded)])
     entries = np.zeros((int(starts[-1]), 2), dtype=np.int64)  # (target, weight)

@@ -21,13 +21,13 @@ from edgekit.snn.golden import GoldenSnn
 DENSE_SYNAPSE = 14.0  # one synapse of the dense kernel: delay, ring row, bit test, multiply-add
 DENSE_NEURON = 10.0  # per output neuron of the dense kernel
 ROW_WORD = 22.0  # gather: one 32-bit word of one history row scanned, with the row set-up
-GATHER_GROUP = 16.0  # gather: one (spike, delay) group opened, once per history row it sits in
-SCATTER_GROUP = 12.0  # scatter: one (spike, delay) group opened, all at the spike
+GATHER_GROUP = 13.0  # gather: one (spike, delay) group opened, once per history row it sits in
+SCATTER_GROUP = 6.0  # scatter: one (spike, delay) group of an input's run, all at the spike
 EVENT_SYNAPSE = 7.0  # one synapse touched by an event (target and weight, load, add, store)
 EVENT_PAIRED = 5.8  # the same with two synapses per word (one SXTAB on Armv7E-M), padding included
 SLOT_NEURON = 5.5  # scatter: hand on and clear one accumulator of the current slot
 FLAT_SPIKE = 15.0  # scatter, flat lists (tiny groups): one input spike's list opened
-FLAT_EVENT = 11.0  # scatter, flat lists: one synapse, with the ring wrap-around test
+FLAT_EVENT = 7.5  # scatter, flat lists: one synapse into the ring with overflow slots
 CLEAR_NEURON = 0.5  # gather: zeroing one current before accumulating
 STEP_FIXED = 40.0  # call, ring head, copy of the input vector
 
