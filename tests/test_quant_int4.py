@@ -178,3 +178,22 @@ def test_tflite_with_int4_filters_reads_back(q4: Graph) -> None:
             wb = back.tensor(op.inputs[1])
             assert wb.dtype == "int4" and np.array_equal(wb.data, w.data)
     _assert_export_bit_exact(back, samples=4)
+
+
+def test_search_uses_int4_only_to_fit_a_flash_budget(fg: Graph, calib: np.ndarray) -> None:
+    from edgekit.quantize.search import Budget, cost, search
+
+    full = cost(quantize(fg, [calib[:16]], QuantConfig()))["flash"]
+    free = search(fg, [calib[:16]], QuantConfig())
+    assert not free.meta["quantization"]["search"]["int4_layers"]
+    tight = search(fg, [calib[:16]], QuantConfig(), Budget(flash=full - 60))
+    info = tight.meta["quantization"]["search"]
+    chosen = info["int4_layers"]
+    # some layers, not all: enough to save 60 bytes, in order of least SQNR lost per byte
+    linear = [op.name for op in fg.ops if op.kind in LINEAR]
+    assert 0 < len(chosen) < len(linear), chosen
+    assert info["result"]["flash"] <= full - 60
+    assert {op.name for op in tight.ops if op.kind in LINEAR and
+            tight.tensor(op.inputs[1]).dtype == "int4"} == set(chosen)
+    with pytest.raises(EdgekitError, match="even with int4"):
+        search(fg, [calib[:16]], QuantConfig(), Budget(flash=100))

@@ -11,7 +11,10 @@ then per layer:
   is not kept) each such layer alone. int16 doubles the layer's activation bytes, so the RAM
   budget is what binds; QUANTIZE boundaries are inserted where int8 and int16 layers meet.
 
-What is not searched: int4 weights (not implemented).
+- int4 weights, only when the int8 model is over the flash budget: each conv/depthwise/dense
+  layer is scored alone with int4 weights, and layers are switched in order of SQNR lost per
+  byte saved until the model fits (the layers that tolerate int4 best go first). The result is
+  the baseline the other decisions then improve.
 
 How: calibrate once and keep every tensor's statistics. The baseline is the TFLite converter's
 choice (minmax, per-channel convolutions, per-tensor dense layers). Then a greedy pass in graph
@@ -70,20 +73,27 @@ class _Choice:
     dense_per_channel: dict[str, bool] = field(default_factory=dict)  # op name -> per channel
     all_int16: bool = False  # every layer with a 16x8 kernel runs int16
     int16: dict[str, bool] = field(default_factory=dict)  # op name -> int16 activations
+    int4: dict[str, bool] = field(default_factory=dict)  # op name -> packed int4 weights
 
 
 class _ChoiceBuilder(_Builder):
-    """The quantizer's builder with the weight granularity decided per dense layer."""
+    """The quantizer's builder with the weight granularity decided per dense layer, and the
+    weight type (int8 or int4) per layer."""
 
-    def __init__(self, *args: Any, per_channel: dict[str, bool]) -> None:
+    def __init__(self, *args: Any, per_channel: dict[str, bool],
+                 int4: dict[str, bool] | None = None) -> None:
         super().__init__(*args)
         self.per_channel = per_channel
+        self.int4 = int4 or {}
 
     def linear(self, op: Op, ins: list[str]) -> list[str]:
-        if op.kind != "fully_connected":
-            return super().linear(op, ins)
         base = self.cfg
-        self.cfg = replace(base, per_channel="all" if self.per_channel.get(op.name) else "conv")
+        four = (op.name,) if self.int4.get(op.name) else ()
+        if op.kind != "fully_connected":
+            self.cfg = replace(base, int4_layers=base.int4_layers + four)
+        else:
+            self.cfg = replace(base, per_channel="all" if self.per_channel.get(op.name) else
+                               "conv", int4_layers=base.int4_layers + four)
         try:
             return super().linear(op, ins)
         finally:
@@ -120,7 +130,7 @@ class _Searcher:
         quant, requant = _assign(fg, ranges, wide)
         cfg = replace(self.cfg, bias_correction=choice.bias_correction)
         g = _ChoiceBuilder(fg, quant, self.means, cfg, dtypes,
-                           per_channel=choice.dense_per_channel).build(requant)
+                           per_channel=choice.dense_per_channel, int4=choice.int4).build(requant)
         g.meta = {"source_format": self.fg.meta.get("source_format", "unknown"),
                   "tflite_tensor_names": list(g.tensors)}
         if "layout" in self.fg.meta:
@@ -186,15 +196,16 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
     choice = _Choice()
     g = s.build(choice)
     base_db, base_cost = s.score(g), cost(g)
+    steps: list[dict[str, Any]] = []
+    if not budget.fits(base_cost):
+        choice, g, base_db, base_cost = _fit_with_int4(s, fg, budget, base_db, base_cost, steps)
     if not budget.fits(base_cost):
         raise EdgekitError(
-            f"the int8 model needs {base_cost['flash']} bytes of flash and a "
-            f"{base_cost['ram']}-byte arena, over the budget "
-            f"({_budget_text(budget)})", where or graph.name,
-            "int8 is the smallest format edgekit generates today (int4 weights are not "
-            "implemented); raise the budget or use a smaller model")
+            f"the model needs {base_cost['flash']} bytes of flash and a "
+            f"{base_cost['ram']}-byte arena even with int4 weights where they help, over the "
+            f"budget ({_budget_text(budget)})", where or graph.name,
+            "raise the budget or use a smaller model")
     current_db, current_cost = base_db, base_cost
-    steps: list[dict[str, Any]] = []
     # first one estimator for the whole graph (per-layer steps from a poor start stay local),
     # then per layer, other estimators than the one chosen for all
     decisions: list[tuple[str, str, list[Any], str]] = [
@@ -256,7 +267,9 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             "budget": {"flash": budget.flash, "ram": budget.ram},
             "baseline": {"sqnr_db": round(base_db, 2), **base_cost,
                          "what": "minmax ranges, per-channel convolutions, per-tensor dense "
-                                 "layers (the TFLite converter's choice)"},
+                                 "layers (the TFLite converter's choice)" +
+                                 (f", int4 weights in {len(choice.int4)} layer(s) to fit the "
+                                  "flash budget" if choice.int4 else "")},
             "result": {"sqnr_db": round(current_db, 2), **final_cost},
             "steps": steps,
             "default_method": choice.default,
@@ -265,7 +278,8 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
             "dense_per_channel": sorted(k for k, v in choice.dense_per_channel.items() if v),
             "int16_layers": sorted(op.name for op in g.ops if op.kind != "quantize" and
                                    g.tensor(op.outputs[0]).dtype == "int16"),
-            "not_searched": "int4 weights (not implemented)",
+            "int4_layers": sorted(k for k, v in choice.int4.items() if v),
+            "not_searched": "int4 weights unless the int8 model is over the flash budget",
         },
     }
     try:
@@ -273,6 +287,40 @@ def search(graph: Graph, data: Source, cfg: QuantConfig | None = None,
     except ValueError as exc:
         raise EdgekitError(f"internal: searched graph is malformed: {exc}", graph.name) from None
     return g
+
+
+def _fit_with_int4(s: _Searcher, fg: Graph, budget: Budget, base_db: float,
+                   base_cost: dict[str, int], steps: list[dict[str, Any]]
+                   ) -> tuple[_Choice, Graph, float, dict[str, int]]:
+    """Over the flash budget: int4 weights for the layers that tolerate them best.
+
+    Each conv/depthwise/dense layer is scored alone with int4 weights; layers are then taken in
+    order of SQNR lost per flash byte saved until the model fits. The baseline becomes that.
+    """
+    trials = []
+    for op in fg.ops:
+        if op.kind not in prec.INT4_OPS:
+            continue
+        c = _Choice(int4={op.name: True})
+        tg = s.build(c)
+        db, cst = s.score(tg), cost(tg)
+        saved = base_cost["flash"] - cst["flash"]
+        if saved > 0:
+            trials.append(((base_db - db) / saved, op.name, saved, db))
+    trials.sort()
+    choice = _Choice()
+    g, db, cst = s.build(choice), base_db, base_cost
+    for _, name, saved, alone_db in trials:
+        if budget.fits(cst):
+            break
+        choice.int4[name] = True
+        g = s.build(choice)
+        db, cst = s.score(g), cost(g)
+        steps.append({"decision": f"{name}: int4 weights", "gain_db": round(alone_db - base_db, 2),
+                      "kept": True, "why": f"over the flash budget: saves {saved} B "
+                      f"(alone {alone_db - base_db:+.2f} dB)",
+                      "flash": cst["flash"], "ram": cst["ram"]})
+    return choice, g, db, cst
 
 
 def _what(kind: str, label: str, option: Any) -> str:
