@@ -31,7 +31,9 @@ from tests.conftest import mlperf_model
 TARGET = "cortex-m4"
 SAMPLES = 4
 ACTIVATIONS = ["NONE", "RELU", "RELU6"]
-KERNEL_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "sub")
+KERNEL_KINDS = (
+    "conv2d", "depthwise_conv2d", "fully_connected", "add", "sub", "avg_pool2d", "max_pool2d",
+)  # fmt: skip
 
 
 def _examples(n: int) -> settings:
@@ -236,6 +238,54 @@ _add_cases = st.fixed_dictionaries(
 )
 
 
+def _pool_model(case: dict[str, Any]) -> bytes:
+    n, h, w, c = case["input"]
+    (fh, fw), (sh, sw) = case["filter"], case["stride"]
+    oh = _out_size(h, fh, sh, 1, case["padding"])
+    ow = _out_size(w, fw, sw, 1, case["padding"])
+    b = TFLiteBuilder()
+    # TFLM pools keep the input's quantisation
+    x = b.tensor("x", [n, h, w, c], np.int8, case["scale"], case["zp"])
+    y = b.tensor("y", [n, oh, ow, c], np.int8, case["scale"], case["zp"])
+    b.op(
+        case["op"],
+        [x],
+        [y],
+        filter=case["filter"],
+        stride=case["stride"],
+        padding=case["padding"],
+        activation=case["activation"],
+    )
+    b.inputs([x])
+    b.outputs([y])
+    return b.finish()
+
+
+@st.composite
+def _pool_cases(draw: Any) -> dict[str, Any]:
+    padding = draw(st.sampled_from(["SAME", "VALID"]))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    fh, fw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    if padding == "VALID":
+        fh, fw = min(fh, h), min(fw, w)
+    return {
+        "op": draw(st.sampled_from(["AVERAGE_POOL_2D", "MAX_POOL_2D"])),
+        "input": [draw(st.integers(1, 2)), h, w, draw(st.sampled_from(POOL_CHANNELS))],
+        "filter": (fh, fw),
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": padding,
+        "activation": draw(st.sampled_from(ACTIVATIONS)),
+        # scales where RELU6 clamps inside the int8 range, and where it does not
+        "scale": draw(st.sampled_from([0.01, 0.03, 0.2])),
+        "zp": draw(st.sampled_from([0, -128, 127, -7])),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+# tails of 1, 2 and 3 channels, 1 to 9 words: blocks of 4 words, remainders and tails
+POOL_CHANNELS = [1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 22, 36]
+
+
 # --- host: the DSP templates through the portable shim -----------------------------------------
 
 
@@ -264,6 +314,55 @@ def test_add_sub_match_tflm(case: dict[str, Any]) -> None:
     op = _compile(model).graph.ops[0]
     assert op.attrs["kernel"]["template"] == "dsp/add_sub.c.j2"
     _host_check(model, case["seed"])
+
+
+@_examples(30)
+@given(_pool_cases())
+def test_pooling_matches_tflm(case: dict[str, Any]) -> None:
+    model = _pool_model(case)
+    op = _compile(model).graph.ops[0]
+    assert op.attrs["kernel"]["template"] == "dsp/pool2d.c.j2"
+    _host_check(model, case["seed"])
+
+
+def _pool_spec(op: str, shape: list[int], k: tuple[int, int], **kw: Any) -> dict[str, Any]:
+    base = {"op": op, "input": shape, "filter": k, "stride": k, "padding": "VALID",
+            "activation": "NONE", "scale": 0.02, "zp": -3, "seed": 5}  # fmt: skip
+    return {**base, **kw}
+
+
+POOL_PATHS = [
+    # global pooling as at the end of KWS: one output column spanning whole rows (one tap loop)
+    _pool_spec("AVERAGE_POOL_2D", [1, 25, 5, 64], (25, 5)),
+    _pool_spec("MAX_POOL_2D", [1, 25, 5, 64], (25, 5)),
+    # one output column with SAME padding: still whole rows, but windows clipped at the top
+    _pool_spec("AVERAGE_POOL_2D", [1, 7, 3, 9], (4, 3), stride=(2, 3), padding="SAME"),
+    # 256 taps, the most the int16 lanes hold; odd channels
+    _pool_spec("AVERAGE_POOL_2D", [1, 16, 16, 7], (16, 16)),
+    # max with both clamps (RELU6 at this scale) and a tail, stride 2 with padding
+    _pool_spec("MAX_POOL_2D", [2, 9, 8, 19], (3, 3), stride=(2, 2), padding="SAME",
+               activation="RELU6", scale=0.03, zp=-100),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", POOL_PATHS)
+def test_pooling_paths_at_extreme_inputs(case: dict[str, Any]) -> None:
+    """Random draws plus all -128 and all 127, where int16 lane sums are largest."""
+    model = _pool_model(case)
+    compiled = _compile(model)
+    assert compiled.graph.ops[0].attrs["kernel"]["template"] == "dsp/pool2d.c.j2"
+    shape = compiled.graph.tensor(compiled.graph.inputs[0]).shape
+    inputs = _inputs(compiled, 31, 2) + [[np.full(shape, v, np.int8)] for v in (-128, 127)]
+    host = HostModel(compiled)
+    _assert_equal([host.run(s) for s in inputs], run_tflm(model, inputs))
+
+
+def test_average_pool_beyond_256_taps_stays_portable() -> None:
+    model = _pool_model(_pool_spec("AVERAGE_POOL_2D", [1, 17, 16, 4], (17, 16)))
+    compiled = compile_graph(read_tflite(model, "<dsp test>", "op"), TARGET)
+    assert compiled.graph.ops[0].attrs["kernel"]["family"] == "portable"
+    inputs = [[np.full((1, 17, 16, 4), -128, np.int8)]] + _inputs(compiled, 3, 1)
+    _assert_equal([HostModel(compiled).run(s) for s in inputs], run_tflm(model, inputs))
 
 
 def test_add_sub_without_the_requant_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -481,6 +580,14 @@ EMULATED_DW = [
     dict(hw=(7, 11), kernel=(3, 3), stride=(2, 2), dilation=(1, 1), padding="SAME", cin=5, cout=5),
 ]
 
+EMULATED_POOL = [
+    _pool_spec("MAX_POOL_2D", [1, 7, 9, 13], (3, 3), stride=(2, 2), padding="SAME",
+               activation="RELU6", scale=0.03, zp=-100),
+    _pool_spec("AVERAGE_POOL_2D", [1, 6, 7, 21], (3, 2), stride=(2, 2), padding="SAME",
+               zp=11),
+    _pool_spec("AVERAGE_POOL_2D", [1, 25, 5, 64], (25, 5)),
+]  # fmt: skip
+
 
 def _case(**kw: Any) -> dict[str, Any]:
     base = {
@@ -505,6 +612,8 @@ def test_single_ops_bit_exact_on_cortex_m4(tmp_path: Path) -> None:
             _add_model({"op": op, "shape": [1, 3, 5, 7], "scales": (0.03, 0.011),
                         "zps": (-7, 12, -2), "gain": 1.3, "activation": "NONE", "seed": 1})
         )  # fmt: skip
+    # pooling: SSUB8/SEL and SXTAB16 on the core, word loads at odd channel offsets
+    models += [_pool_model(c) for c in EMULATED_POOL]
     for i, model in enumerate(models):
         compiled = _compile(model)
         inputs = _inputs(compiled, i, 3)
