@@ -106,8 +106,8 @@ def _export_tflite(args: argparse.Namespace) -> int:
     if args.output is None:
         args.output = _default_output(args.model, args.format)
     graph, _ = load_model(args.model)
-    if not any(t.dtype == "int8" for t in graph.activations()):
-        raise EdgekitError("the model is float; export writes int8 models",
+    if not any(t.dtype in ("int8", "int16") for t in graph.activations()):
+        raise EdgekitError("the model is float; export writes int8 (and 16x8) models",
                            str(args.model), "run `edgekit quantize` first")
     if graph.meta.get("lowered"):
         raise EdgekitError(

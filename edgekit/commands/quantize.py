@@ -159,10 +159,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         print(f"weights: {per_channel_text(per_channel)}"
               + ("; bias correction on" if cfg.bias_correction else ""))
+    for kind, what in (("int16_layers", "int16 activations (16x8)"),
+                       ("int4_layers", "packed int4 weights")):
+        if q.get(kind) or q.get("search", {}).get(kind):
+            names = q.get(kind) or q["search"][kind]
+            print(f"{what} in {len(names)} layer(s): {', '.join(names[:6])}"
+                  + (", ..." if len(names) > 6 else ""))
     for name in qgraph.inputs + qgraph.outputs:
         t = qgraph.tensor(name)
         role = "input " if name in qgraph.inputs else "output"
-        print(f"  {role} {name}: int8 {list(t.shape)} scale {t.quant.scalar_scale():.6g} "
+        print(f"  {role} {name}: {t.dtype} {list(t.shape)} scale {t.quant.scalar_scale():.6g} "
               f"zero point {t.quant.scalar_zero_point()}")
     if check:
         for name, db in check["sqnr_db"].items():
@@ -214,7 +220,7 @@ def cmd_report_quant(args: argparse.Namespace) -> int:
     from edgekit.quantize.layers import format_layers
 
     graph, _ = load_model(args.model, args.name)
-    if not any(t.dtype == "int8" for t in graph.activations()):
+    if not any(t.dtype in ("int8", "int16") for t in graph.activations()):
         raise EdgekitError("--quant reports on int8 models; this one is not quantized",
                            str(args.model), "run `edgekit quantize` first")
     info = graph.meta.get("quantization", {})

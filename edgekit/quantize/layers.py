@@ -26,9 +26,10 @@ from edgekit.quantize.metrics import dequantize_array, quantize_array, sqnr_db
 from edgekit.reference.float_ref import FloatModel
 
 
-def _representable(q: Quant) -> tuple[float, float]:
+def _representable(q: Quant, dtype: str = "int8") -> tuple[float, float]:
     s, z = q.scalar_scale(), q.scalar_zero_point()
-    return (-128 - z) * s, (127 - z) * s
+    info = np.iinfo(dtype)
+    return (int(info.min) - z) * s, (int(info.max) - z) * s
 
 
 def _db(x: float) -> float | None:
@@ -46,7 +47,8 @@ def layer_stats(fgraph: Graph, qgraph: Graph, batch: list[np.ndarray]) -> list[d
     from edgekit.reference.tflm import run_tflm
 
     order = [n for n in qgraph.inputs] + [op.outputs[0] for op in qgraph.ops]
-    wanted = {n for n in order if n in fgraph.tensors and qgraph.tensor(n).dtype == "int8"
+    wanted = {n for n in order if n in fgraph.tensors
+              and qgraph.tensor(n).dtype in ("int8", "int16")
               and qgraph.tensor(n).quant is not None}
     floats: dict[str, np.ndarray] = {}
 
@@ -80,7 +82,7 @@ def layer_stats(fgraph: Graph, qgraph: Graph, batch: list[np.ndarray]) -> list[d
         t = qgraph.tensor(n)
         ref = floats[n].reshape(samples, -1).astype(np.float64)
         got = np.stack([dequantize_array(v.reshape(t.shape), t.quant) for v in ints[n]])
-        lo, hi = _representable(t.quant)
+        lo, hi = _representable(t.quant, t.dtype)
         clipped = float(np.mean((ref < lo - t.quant.scalar_scale() / 2)
                                 | (ref > hi + t.quant.scalar_scale() / 2)))
         rows.append({
@@ -123,7 +125,7 @@ def format_layers(info: dict[str, Any], graph: Graph) -> str:
                      f"{info.get('ranges_from')}; SQNR and float ranges on "
                      f"{info.get('layer_samples')} {info.get('layer_inputs', 'calibration')} "
                      "samples (int8 values as TFLite Micro and the generated C compute them)")
-        head = ("tensor", "op", "float range", "int8 range", "scale", "zp", "clipped", "SQNR dB")
+        head = ("tensor", "op", "float range", "int range", "scale", "zp", "clipped", "SQNR dB")
         table = [head]
         for r in rows:
             db = "exact" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}"
@@ -141,12 +143,12 @@ def format_layers(info: dict[str, Any], graph: Graph) -> str:
     why = ("it was quantized with --check 0"
            if info else "it was not written by `edgekit quantize` (no float model to compare with)")
     lines.append(f"{graph.name}: no per-layer SQNR recorded: {why}. Quantization parameters:")
-    table = [("tensor", "dtype", "int8 range", "scale", "zp")]
+    table = [("tensor", "dtype", "int range", "scale", "zp")]
     for t in [graph.tensor(n) for n in graph.inputs] + [graph.tensor(op.outputs[0])
                                                          for op in graph.ops]:
         if t.quant is None or t.quant.per_channel:
             continue
-        lo, hi = _representable(t.quant)
+        lo, hi = _representable(t.quant, t.dtype)
         table.append((t.name, t.dtype, f"[{lo:.4g}, {hi:.4g}]", f"{t.quant.scalar_scale():.4g}",
                       str(t.quant.scalar_zero_point())))
     lines += _columns(table)
