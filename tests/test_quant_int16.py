@@ -163,3 +163,18 @@ def test_search_picks_int16_only_within_the_ram_budget(fg: Graph, calib: np.ndar
     assert any(not st["kept"] and "int16" in st["decision"] and st["why"] == "over the budget"
                for st in t["steps"]), t["steps"]
     assert t["result"]["ram"] <= int8_ram
+
+
+def test_int16_mul_and_sub_are_bit_exact_with_tflm() -> None:
+    b = OnnxBuilder(5)
+    c1 = b.node("Conv", [X, b.w(6, 3, 3, 3), b.w(6)], pads=[1, 1, 1, 1])
+    m = b.node("Mul", [c1, b.node("Conv", [X, b.w(6, 3, 1, 1), b.w(6)])])
+    s = b.node("Sub", [m, b.node("Conv", [X, b.w(6, 3, 1, 1), b.w(6)])])
+    y = b.node("Gemm", [b.node("Flatten", [b.node("GlobalAveragePool", [s])]), b.w(4, 6),
+                        b.w(4)], transB=1)
+    g = read_onnx(b.model({X: [1, 3, 8, 8]}, [y]).SerializeToString(), "ms.onnx", "ms")
+    cal = np.random.default_rng(2).normal(size=(16, 3, 8, 8)).astype(np.float32)
+    q = quantize(g, [cal], QuantConfig(act="int16"))
+    assert {q.tensor(op.outputs[0]).dtype for op in q.ops if op.kind in ("mul", "sub")} == \
+        {"int16"}
+    _assert_export_bit_exact(q, samples=16)

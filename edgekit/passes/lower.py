@@ -316,7 +316,8 @@ def _lower_add(graph: Graph, op: Op) -> dict[str, Any]:
 def _lower_mul(graph: Graph, op: Op) -> dict[str, Any]:
     a, y = _io(graph, op)
     b = graph.tensor(op.inputs[1])
-    _need_int8(a, b, y)
+    if not (_need_16x8(a, y) and _need_16x8(b, y)):
+        _need_int8(b)
     sa, za = _per_tensor(a)
     sb, zb = _per_tensor(b)
     so, zo = _per_tensor(y)

@@ -15,7 +15,7 @@ from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op, Tensor
 
 # ops with a 16x8 kernel in portable C (and in TFLite Micro, the oracle)
-INT16_OPS = {"conv2d", "depthwise_conv2d", "fully_connected", "add"}
+INT16_OPS = {"conv2d", "depthwise_conv2d", "fully_connected", "add", "sub", "mul"}
 # ops that copy or compare stored values: they run in whatever precision their input has
 FOLLOW = {"avg_pool2d", "max_pool2d", "reshape", "pad", "strided_slice"}
 INT16_MAX = 32767
