@@ -70,10 +70,12 @@ EK_INLINE int32_t ek_mbqm64(int64_t x, int32_t multiplier, int shift)
 
 /* Element i of packed int4 weights (two per byte, element 2k in the low nibble of byte k, as
  * TFLite packs INT4), sign-extended. */
+EK_INLINE int32_t ek_int4_lo(int32_t b) { return (int32_t)(int8_t)(uint8_t)((uint32_t)b << 4) >> 4; }
+EK_INLINE int32_t ek_int4_hi(int32_t b) { return b >> 4; }
 EK_INLINE int32_t ek_int4_at(const int8_t *packed, int32_t i)
 {
     const int32_t b = packed[i >> 1];
-    return (i & 1) ? (b >> 4) : ((int32_t)(int8_t)(uint8_t)((uint32_t)b << 4) >> 4);
+    return (i & 1) ? ek_int4_hi(b) : ek_int4_lo(b);
 }
 
 /* x * 2^exponent for exponent > 0, saturating to the int32 range. */

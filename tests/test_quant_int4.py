@@ -197,3 +197,17 @@ def test_search_uses_int4_only_to_fit_a_flash_budget(fg: Graph, calib: np.ndarra
             tight.tensor(op.inputs[1]).dtype == "int4"} == set(chosen)
     with pytest.raises(EdgekitError, match="even with int4"):
         search(fg, [calib[:16]], QuantConfig(), Budget(flash=100))
+
+
+def test_odd_depths_unpack_nibble_by_nibble() -> None:
+    """Odd input channels / dense depth: rows do not start on a byte, the other kernel path."""
+    from tests.test_onnx_frontend import OnnxBuilder, X
+
+    b = OnnxBuilder(9)
+    c = b.node("Conv", [X, b.w(5, 3, 3, 3), b.w(5)], pads=[1, 1, 1, 1])
+    c = b.node("Conv", [c, b.w(5, 5, 1, 1), b.w(5)])
+    y = b.node("Gemm", [b.node("Flatten", [b.node("GlobalAveragePool", [c])]), b.w(3, 5),
+                        b.w(3)], transB=1)
+    g = read_onnx(b.model({X: [1, 3, 6, 6]}, [y]).SerializeToString(), "odd.onnx", "odd")
+    cal = np.random.default_rng(3).normal(size=(16, 3, 6, 6)).astype(np.float32)
+    _assert_export_bit_exact(quantize(g, [cal], QuantConfig(weights="int4")), samples=16)
