@@ -54,12 +54,12 @@ EK_INLINE uint32_t ek_min8x4(uint32_t a, uint32_t b)
 /*
  * s / count rounded half away from zero, the reference average pool's division (count >= 1):
  * the half count is added with the sign of s, then C's division truncates toward zero. For
- * s == 0 either sign gives 0, since count / 2 < count. One SDIV on cores with hardware divide.
+ * s == 0 either sign gives 0, since count / 2 < count. GCC makes the choice branch-free.
  */
 EK_INLINE int32_t ek_div_round(int32_t s, int32_t count)
 {
-    const int32_t sign = s >> 31; /* 0 or -1 */
-    return (s + (((count >> 1) ^ sign) - sign)) / count;
+    const int32_t half = count / 2;
+    return (s < 0 ? s - half : s + half) / count;
 }
 
 #endif /* EDGEKIT_DSP_POOL_H */
