@@ -189,12 +189,15 @@ def test_scatter_flat_lists_by_hand_and_in_c() -> None:
     got = flat_events(w, d, 4)
     assert got["starts"].tolist() == [0, 2, 3]
     assert (got["events"].view(np.uint32)).tolist() == [3 | 7 << 24, 11 | 0xFB << 24, 1 | 9 << 24]
+    # synapses with a delay below k, k = 0..4, per input: [k][j]
+    assert got["splits"].reshape(5, 2).tolist() == [[0, 0], [0, 1], [1, 1], [1, 1], [2, 1]]
     assert flat_layout(w, d, 4)
     # a readout-like layer takes the flat lists, a wide one the grouped pairs; both bit-exact
     graph = quantize(_random_net(7, [45, 70, 33, 10], 13), "flat")
     c = compile_snn(graph, kernel="scatter")
     layouts = [sorted(op.attrs["q"]) for op in c.graph.ops if op.kind == ops.SYNAPSE]
-    assert layouts == [["offsets", "pairs"], ["events", "starts"], ["events", "starts"]]
+    flat = ["events", "splits", "starts"]
+    assert layouts == [["offsets", "pairs"], flat, flat]
     x = np.random.default_rng(7).random((200, 45)) < 0.2
     model = SnnHostModel(c)
     model.reset()

@@ -107,8 +107,10 @@ def flat_events(weights: np.ndarray, delays: np.ndarray, max_delay: int) -> dict
 
     Input j's synapses are entries starts[j] .. starts[j + 1] - 1, one int32 each: the
     accumulator index d * n_out + i in the low 24 bits and the weight's two's-complement byte in
-    the top 8. A spike then walks one list instead of opening D mostly empty groups, and the
-    offsets shrink from n_in * D + 1 entries to n_in + 1.
+    the top 8, sorted by that index (so by delay). A spike then walks one list instead of opening
+    D mostly empty groups. splits[k * n_in + j] counts input j's synapses with a delay below k:
+    at ring head h the first splits[(D - h) * n_in + j] land in slots h + d and the rest wrap
+    around to h + d - D, so the ring end costs no test per synapse.
     """
     n_out, n_in = weights.shape
     i_idx, j_idx = np.nonzero(weights)
@@ -118,7 +120,16 @@ def flat_events(weights: np.ndarray, delays: np.ndarray, max_delay: int) -> dict
     words = slot[order] | (w & 0xFF) << 24
     starts = np.concatenate([[0], np.cumsum(np.bincount(j_idx, minlength=n_in))])
     off_dtype = np.int16 if starts[-1] <= INT16_MAX else np.int32
-    return {"starts": starts.astype(off_dtype), "events": words.astype(np.uint32).view(np.int32)}
+    below = np.zeros((n_in, max_delay + 1), np.int64)
+    np.add.at(below, (j_idx, delays[i_idx, j_idx].astype(np.int64) + 1), 1)
+    below = np.cumsum(below, axis=1)
+    top = int(below.max(initial=0))
+    split_dtype = np.uint8 if top <= 255 else (np.int16 if top <= INT16_MAX else np.int32)
+    return {
+        "starts": starts.astype(off_dtype),
+        "events": words.astype(np.uint32).view(np.int32),
+        "splits": below.T.reshape(-1).astype(split_dtype),
+    }
 
 
 def flat_layout(weights: np.ndarray, delays: np.ndarray, max_delay: int) -> bool:
@@ -146,13 +157,6 @@ def _operands(graph: Graph, op: Op) -> tuple[np.ndarray, np.ndarray, int]:
     d = graph.tensor(op.inputs[2]).data
     assert w is not None and d is not None
     return w, d, int(op.attrs["max_delay"])
-
-
-def scatter_slots(max_delay: int, flat: bool) -> int:
-    """Accumulator slots of the scatter ring. Flat lists get 2D - 1: a spike at head h adds
-    delay d into slot h + d with no wrap-around test per synapse (their synapses are many per
-    spike), and step h hands on slot h plus slot h + D. Grouped runs wrap once per spike."""
-    return 2 * max_delay - 1 if flat else max_delay
 
 
 def scatter_acc_dtype(weights: np.ndarray) -> str:
@@ -195,7 +199,7 @@ def prepare_scatter(graph: Graph, op: Op) -> None:
     for role, arr in layout.items():
         _const(graph, op, role, arr)
     n_out = int(op.attrs["n_out"])
-    _state(graph, op, "ring", (scatter_slots(dmax, flat) * n_out,), scatter_acc_dtype(w))
+    _state(graph, op, "ring", (dmax * n_out,), scatter_acc_dtype(w))
     _state(graph, op, "head", (1,), "int32")
 
 

@@ -25,9 +25,9 @@ GATHER_GROUP = 13.0  # gather: one (spike, delay) group opened, once per history
 SCATTER_GROUP = 6.0  # scatter: one (spike, delay) group of an input's run, all at the spike
 EVENT_SYNAPSE = 7.0  # one synapse touched by an event (target and weight, load, add, store)
 EVENT_PAIRED = 5.8  # the same with two synapses per word (one SXTAB on Armv7E-M), padding included
-SLOT_NEURON = 5.5  # scatter: hand on and clear one accumulator of the current slot
+SLOT_NEURON = 3.0  # scatter: hand on and clear one accumulator of the current slot (two a round)
 FLAT_SPIKE = 15.0  # scatter, flat lists (tiny groups): one input spike's list opened
-FLAT_EVENT = 7.5  # scatter, flat lists: one synapse into the ring with overflow slots
+FLAT_EVENT = 7.5  # scatter, flat lists: one synapse (the ring end is split off per spike)
 CLEAR_NEURON = 0.5  # gather: zeroing one current before accumulating
 STEP_FIXED = 40.0  # call, ring head, copy of the input vector
 
@@ -42,12 +42,9 @@ class LayerChoice:
 
 def state_bytes(layer: ops.Layer, kernel: str) -> int:
     if kernel == "scatter":
-        from codegen.families.snn import flat_layout, scatter_slots
-
         worst = int(np.abs(layer.weights.astype(np.int64)).sum(axis=1).max(initial=0))
         width = 2 if worst <= (1 << 15) - 1 else 4
-        flat = flat_layout(layer.weights, layer.delays, layer.max_delay)
-        return scatter_slots(layer.max_delay, flat) * layer.n_out * width + 4
+        return layer.max_delay * layer.n_out * width + 4
     return layer.max_delay * ops.packed_bytes(layer.n_in) + 4
 
 
