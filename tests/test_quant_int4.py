@@ -211,3 +211,20 @@ def test_odd_depths_unpack_nibble_by_nibble() -> None:
     g = read_onnx(b.model({X: [1, 3, 6, 6]}, [y]).SerializeToString(), "odd.onnx", "odd")
     cal = np.random.default_rng(3).normal(size=(16, 3, 6, 6)).astype(np.float32)
     _assert_export_bit_exact(quantize(g, [cal], QuantConfig(weights="int4")), samples=16)
+
+
+def test_hls_refuses_int16_and_int4_layers(q4: Graph, fg: Graph, calib: np.ndarray) -> None:
+    """The HLS kernels are int8: the other types are one error naming each layer, never int8
+    code that silently differs."""
+    import copy
+
+    from codegen.hls.design import build_design
+    from edgekit.passes.lower import lower
+
+    mixed = quantize(fg, [calib], QuantConfig(int16_layers=(
+        next(op.name for op in fg.ops if op.kind == "depthwise_conv2d"),)))
+    for q, kind in ((q4, "int4"), (mixed, "int16")):
+        g = copy.deepcopy(q)
+        lower(g)
+        with pytest.raises(EdgekitError, match=f"{kind} tensor .*HLS designs are int8 only"):
+            build_design(g, "m")

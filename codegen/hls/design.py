@@ -291,6 +291,11 @@ class _Builder:
     def add_op(self, op: Op) -> None:
         q = op.attrs.get("q", {})
         kind = op.kind
+        # the HLS kernels are int8 throughout: 16x8 layers and packed int4 weights would be
+        # generated as int8 arithmetic and silently differ from the reference
+        for t in (self.graph.tensor(n) for n in op.inputs + op.outputs if n):
+            if t.dtype in ("int16", "int4") and (t.dtype == "int4" or not t.is_const):
+                raise _Unsupported(f"{t.dtype} tensor '{t.name}': HLS designs are int8 only")
         if kind == "fully_connected":
             self.add_fc(op, q)
         elif kind in _WINDOWED:
