@@ -200,6 +200,23 @@ def fold_size(node: Any, feeds: dict[str, np.ndarray], attrs: dict[str, Any]) ->
             return math.prod(int(d + pads[i] + pads[i + r]) for i, d in enumerate(x[0].shape))
         return None
     present = [v for v in x if v is not None]
+    if op in ("Conv", "ConvTranspose", "ConvInteger", "AveragePool", "MaxPool", "LpPool",
+              "DeformConv") and present and present[0].ndim >= 2:  # fmt: skip
+        # the evaluator pads the input and builds an im2col of it: padded size x kernel; a
+        # transposed conv also multiplies the size by its strides
+        x0 = present[0]
+        spatial = list(x0.shape[2:])
+        pads = attrs.get("pads") if isinstance(attrs.get("pads"), list | tuple) else []
+        for i in range(len(spatial)):
+            for j in (i, i + len(spatial)):
+                if j < len(pads):
+                    spatial[i] += abs(int(pads[j]))
+        size = x0.shape[0] * math.prod(max(d, 1) for d in spatial)
+        size *= max(present[1].size if len(present) > 1 else 1, x0.shape[1], 1)
+        if op == "ConvTranspose":
+            for v in attrs.get("strides", []) or []:
+                size *= max(abs(int(v)), 1)
+        return min(size, 1 << 62)
     if op in ("MatMul", "Gemm") and len(present) >= 2:
         a, b = present[0], present[1]
         inner = max(a.shape[-1] if a.ndim else 1, 1)

@@ -475,13 +475,17 @@ def read_nir(path: str | Path, dt: float) -> FloatSnn:
         raise EdgekitError(
             "reading NIR needs the nir package", str(path), "pip install nir"
         ) from None
-    from edgekit.snn.nir_check import check_nir_file
+    from edgekit.snn.nir_check import read_nir_dict
 
-    # sizes, links and nesting are checked on the HDF5 metadata before nir.read loads anything
-    check_nir_file(path)
+    # sizes, links and nesting are checked on the HDF5 metadata, and the file is read, in a
+    # time- and memory-limited child process (nir_check.py); nodes are built here as nir.read does
+    data = read_nir_dict(path)
     try:
-        graph = nir.read(str(path))
-    except Exception as exc:  # h5py and nir raise many types for a bad file
+        if "type_check" in data:
+            raise ValueError("the graph holds a 'type_check' key")
+        data["type_check"] = True
+        graph = nir.dict2NIRNode(data)
+    except Exception as exc:  # nir raises many types for a bad graph
         raise EdgekitError(f"could not read the NIR file: {exc}", str(path)) from None
     try:
         return from_nir(graph, dt, str(path))

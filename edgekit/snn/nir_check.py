@@ -112,3 +112,66 @@ def _check_dataset(ds: object, at: str, where: str, counts: list[int]) -> None:
         raise EdgekitError(f"NIR dataset '{at}' has an unsupported type {dtype}", where)
     if dtype.itemsize > MAX_ITEM_BYTES:
         raise EdgekitError(f"NIR dataset '{at}' has {dtype.itemsize}-byte elements", where)
+
+
+# --- reading in a child process ------------------------------------------------------------------
+
+READ_SECONDS = 10.0  # EDGEKIT_NIR_READ_SECONDS overrides (the fuzzer uses 3)
+READ_MEMORY = 2 << 30
+_CHILD = r"""
+import pickle, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
+from edgekit.errors import EdgekitError
+from edgekit.snn.nir_check import check_nir_file
+path = sys.argv[1]
+try:
+    check_nir_file(path)
+    import h5py
+    from nir.serialization import hdf2dict
+    with h5py.File(path, "r") as f:
+        out = ("ok", hdf2dict(f["node"]))
+except EdgekitError as exc:
+    out = ("error", exc.what)
+except Exception as exc:  # h5py raises many types for a corrupt file
+    out = ("error", f"could not read the NIR file: {type(exc).__name__}: {exc}")
+sys.stdout.buffer.write(pickle.dumps(out))
+"""
+
+
+def read_nir_dict(path: str | Path) -> dict:
+    """The file's node tree as nir.read sees it, read in a child process.
+
+    libhdf5 parses the file in C: a corrupted one can make it loop or crash where no Python
+    timer or exception reaches (fuzzing found a bit flip that hangs a dataset read). The child
+    checks the file (check_nir_file), reads it with a time and address-space limit, and sends
+    back plain arrays and strings; a hang, crash or blow-up there is one EdgekitError here.
+    """
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    where = str(path)
+    seconds = float(os.environ.get("EDGEKIT_NIR_READ_SECONDS", READ_SECONDS))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, where, str(READ_MEMORY)],
+            capture_output=True, timeout=seconds,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise EdgekitError(
+            f"reading the NIR (HDF5) file did not finish in {seconds:g} s; it is corrupt",
+            where,
+        ) from None
+    if proc.returncode != 0 or not proc.stdout:
+        raise EdgekitError(
+            f"the HDF5 library failed on this NIR file (exit code {proc.returncode}); it is "
+            "corrupt", where,
+        )  # fmt: skip
+    # our own child's output: plain containers, numpy arrays and strings it built
+    status, value = pickle.loads(proc.stdout)  # noqa: S301
+    if status != "ok":
+        raise EdgekitError(str(value), where)
+    if not isinstance(value, dict):
+        raise EdgekitError("the NIR file has no graph", where)
+    return value
