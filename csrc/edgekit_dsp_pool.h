@@ -51,6 +51,29 @@ EK_INLINE uint32_t ek_min8x4(uint32_t a, uint32_t b)
 #endif
 }
 
+/* Lane 0 and lane 1 of an int16x2 word, one SXTH and one ASR on a DSP core. */
+EK_INLINE int32_t ek_lo16(int32_t x)
+{
+#if EK_DSP_NATIVE && defined(__GNUC__)
+    int32_t r;
+    __asm__("sxth %0, %1" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return ek_lane0(x);
+#endif
+}
+
+EK_INLINE int32_t ek_hi16(int32_t x)
+{
+#if EK_DSP_NATIVE && defined(__GNUC__)
+    int32_t r;
+    __asm__("asr %0, %1, #16" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return ek_lane1(x);
+#endif
+}
+
 /*
  * s / count rounded half away from zero, the reference average pool's division (count >= 1):
  * the half count is added with the sign of s, then C's division truncates toward zero. For
@@ -60,6 +83,16 @@ EK_INLINE int32_t ek_div_round(int32_t s, int32_t count)
 {
     const int32_t half = count / 2;
     return (s < 0 ? s - half : s + half) / count;
+}
+
+/*
+ * ek_div_round(s, 2^k) for k >= 1: round half away from zero is floor((s + 2^(k-1) - [s < 0]) / 2^k)
+ * for an even divisor (for s < 0, ceil((s - h) / c) == floor((s - h + c - 1) / c) with c = 2h),
+ * and the floor division is an arithmetic shift, as ek_dsp_requant relies on.
+ */
+EK_INLINE int32_t ek_round_shift(int32_t s, int k)
+{
+    return (s + (1 << (k - 1)) - (s < 0)) >> k;
 }
 
 #endif /* EDGEKIT_DSP_POOL_H */

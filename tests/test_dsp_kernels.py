@@ -357,6 +357,32 @@ def test_pooling_paths_at_extreme_inputs(case: dict[str, Any]) -> None:
     _assert_equal([host.run(s) for s in inputs], run_tflm(model, inputs))
 
 
+POOL_SHIFTS = [
+    # every window 2 x 2: a rounding shift by 2
+    (_pool_spec("AVERAGE_POOL_2D", [2, 8, 6, 11], (2, 2)), 2),
+    # 1 x 1 windows: the sum itself
+    (_pool_spec("AVERAGE_POOL_2D", [1, 3, 4, 6], (1, 1)), 0),
+    # 9 taps: a division
+    (_pool_spec("AVERAGE_POOL_2D", [1, 6, 6, 5], (3, 3)), None),
+    # 2 x 2 with SAME padding on an odd size: clipped windows hold 1 or 2 taps, a division
+    (_pool_spec("AVERAGE_POOL_2D", [1, 5, 5, 8], (2, 2), padding="SAME"), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case,shift", POOL_SHIFTS)
+def test_average_pool_rounding_shift(case: dict[str, Any], shift: int | None) -> None:
+    """Equal power-of-two windows round by a shift; all others divide. Both at the extremes."""
+    model = _pool_model(case)
+    compiled = _compile(model)
+    assert compiled.graph.ops[0].attrs["q"]["dsp_pool_shift"] == shift
+    shape = compiled.graph.tensor(compiled.graph.inputs[0]).shape
+    inputs = _inputs(compiled, 37, 2) + [[np.full(shape, v, np.int8)] for v in (-128, 127)]
+    # half-way sums of both signs: -2, -1, 1, 2 per 2 x 2 window (ties must round away from 0)
+    inputs.append([np.resize(np.array([-1, -1, 0, 0, 1, 1, -2, 0], np.int8), shape)])
+    host = HostModel(compiled)
+    _assert_equal([host.run(s) for s in inputs], run_tflm(model, inputs))
+
+
 def test_average_pool_beyond_256_taps_stays_portable() -> None:
     model = _pool_model(_pool_spec("AVERAGE_POOL_2D", [1, 17, 16, 4], (17, 16)))
     compiled = compile_graph(read_tflite(model, "<dsp test>", "op"), TARGET)

@@ -39,5 +39,26 @@ def _avg_accepts(graph: Graph, op: Op) -> bool:
     return min(rows) >= 1 and min(cols) >= 1 and max(rows) * max(cols) <= AVG_MAX_TAPS
 
 
-register("dsp", "avg_pool2d", "dsp/pool2d.c.j2", requires={"dsp"}, accepts=_avg_accepts)
+def _avg_prepare(graph: Graph, op: Op) -> None:
+    """Record the window's tap count when it is the same for every output (no clipped windows).
+
+    A power-of-two count then divides by a rounding shift instead of a division.
+    """
+    xs, ys = graph.tensor(op.inputs[0]).shape, graph.tensor(op.outputs[0]).shape
+    (fh, fw), (sh, sw), (pt, pl) = op.attrs["filter"], op.attrs["stride"], op.attrs["pad"]
+    rows = set(_window_counts(xs[1], ys[1], fh, sh, pt))
+    cols = set(_window_counts(xs[2], ys[2], fw, sw, pl))
+    count = rows.pop() * cols.pop() if len(rows) == len(cols) == 1 else 0
+    shift = count.bit_length() - 1 if count > 0 and count & (count - 1) == 0 else None
+    op.attrs["q"]["dsp_pool_shift"] = shift
+
+
+register(
+    "dsp",
+    "avg_pool2d",
+    "dsp/pool2d.c.j2",
+    requires={"dsp"},
+    accepts=_avg_accepts,
+    prepare=_avg_prepare,
+)
 register("dsp", "max_pool2d", "dsp/pool2d.c.j2", requires={"dsp"}, accepts=_int8_io)
