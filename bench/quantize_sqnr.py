@@ -82,7 +82,21 @@ def _dequantized_outputs(q: Any, outs: list[np.ndarray]) -> np.ndarray:
     return np.stack([dequantize_array(np.asarray(o), quant) for o in outs])
 
 
-def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int) -> list[dict[str, Any]]:
+def _instructions(q: Any, target: str) -> dict[str, int]:
+    """Executed instructions of one inference on an emulated target (QEMU -icount), and the
+    image's flash: what a precision costs in speed once int8-only SIMD kernels fall back."""
+    from edgekit.bench import bench_emulated
+    from edgekit.ir import serialize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.ekir"
+        path.write_bytes(serialize.dumps(q))
+        r = bench_emulated(path, target, "model")
+    return {"instructions": int(r["instructions"]), "flash": int(r["flash_bytes"])}
+
+
+def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int,
+                emulate: list[str] | None = None) -> list[dict[str, Any]]:
     fname, oname = MODELS[key]
     fg = load_tflite(MODELS_DIR / fname)
     official_bytes = (MODELS_DIR / oname).read_bytes()
@@ -130,6 +144,8 @@ def bench_model(key: str, variants: list[str], calib_n: int, eval_n: int) -> lis
             "flash_bytes": int(sum(t.nbytes for t in compiled.graph.tensors.values()
                                    if t.is_const)),
         })
+        for target in emulate or []:
+            rows[-1][f"emulated_{target}"] = _instructions(q, target)
     return rows
 
 
@@ -158,6 +174,8 @@ def main() -> int:
     ap.add_argument("--calib", type=int, default=200, help="calibration samples (default 200)")
     ap.add_argument("--eval", type=int, default=50, help="evaluation samples (default 50)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--emulate", nargs="+", metavar="TARGET", default=[],
+                    help="also count one inference's instructions on these emulated targets")
     ap.add_argument("--no-cli", action="store_true",
                     help="skip timing the edgekit quantize command")
     args = ap.parse_args()
@@ -166,20 +184,23 @@ def main() -> int:
         return 2
     rows = []
     for key in args.models:
-        rows += bench_model(key, args.methods, args.calib, args.eval)
+        rows += bench_model(key, args.methods, args.calib, args.eval, args.emulate)
     cli = None if args.no_cli or "vww" not in args.models else round(time_cli(args.calib), 2)
     if args.json:
         print(json.dumps({"rows": rows, "cli_vww_seconds": cli}, indent=2))
     else:
+        emu = "".join(f" {t} instructions | {t} flash (B) |" for t in args.emulate)
         print("| model | variant | quantize (s) | SQNR ours (dB) | SQNR official int8 (dB) | "
-              "ours - official | export bit-exact in TFLM | arena (B) | constants (B) |")
-        print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+              "ours - official | export bit-exact in TFLM | arena (B) | constants (B) |" + emu)
+        print("|---|---|---:|---:|---:|---:|---|---:|---:|" + "---:|---:|" * len(args.emulate))
         for r in rows:
             diff = r["sqnr_ours_db"] - r["sqnr_official_db"]
             print(f"| {r['model']} | {r['variant']} | {r['quantize_seconds']:.2f} | "
                   f"{r['sqnr_ours_db']:.2f} | {r['sqnr_official_db']:.2f} | {diff:+.2f} | "
                   f"{'yes' if r['bit_exact_with_tflm'] else 'NO'} | {r['arena_bytes']} | "
-                  f"{r['flash_bytes']} |")
+                  f"{r['flash_bytes']} |" + "".join(
+                      f" {r[f'emulated_{t}']['instructions']} | {r[f'emulated_{t}']['flash']} |"
+                      for t in args.emulate))
         vww = [r for r in rows if r["model"] == "vww" and r["variant"] == "minmax"]
         if vww:
             t = vww[0]["quantize_seconds"]
