@@ -189,7 +189,10 @@ def _to_float_precision(args: argparse.Namespace) -> int:
 
     ignored = [flag for flag, given in (("--calib", args.calib is not None),
                                         ("--data-free", args.data_free),
-                                        ("--act int16", args.act != "int8")) if given]
+                                        ("--act int16", args.act != "int8"),
+                                        ("--int16-layers", bool(args.int16_layers)),
+                                        ("--weights int4", args.weights != "int8"),
+                                        ("--int4-layers", bool(args.int4_layers))) if given]
     if ignored:
         raise EdgekitError(
             f"{' and '.join(ignored)} cannot be combined with --precision {args.precision}",
