@@ -464,6 +464,16 @@ def _pool_cases(rng: np.random.Generator) -> list[dict[str, Any]]:
                 "padding": "VALID",
             }
         )
+    # beyond 256 taps int16 lanes could overflow: the average sums in int32 lanes instead
+    cases.append(
+        {
+            "op": "AVERAGE_POOL_2D",
+            "input": [1, 17, 16, 5],
+            "filter": (17, 16),
+            "stride": (17, 16),
+            "padding": "VALID",
+        }
+    )
     return cases
 
 
