@@ -126,6 +126,12 @@ class _Searcher:
             fg = copy.deepcopy(self.fg)
             chosen = None if choice.all_int16 else {k for k, v in choice.int16.items() if v}
             dtypes = prec.insert_boundaries(fg, ranges, prec.plan(fg, chosen))
+            # clipping estimators trade rounding for clipping error on an 8-bit grid; int16
+            # rounding is 256x finer, so int16 tensors take their full (minmax) range
+            for name, dt in dtypes.items():
+                base = name.removesuffix("/as_int16")
+                if dt == "int16" and base in self.stats.stats:
+                    ranges[name] = estimate(self.stats.stats[base], "minmax")
         wide = frozenset(n for n, d in dtypes.items() if d == "int16")
         quant, requant = _assign(fg, ranges, wide)
         cfg = replace(self.cfg, bias_correction=choice.bias_correction)
