@@ -230,6 +230,19 @@ CASES: dict[str, Case] = {
     "reduce_mean_keepdims": lambda b: (IMG, [b.node("ReduceMean", [X], axes=[2, 3])]),
     "reduce_mean_drop": lambda b: (IMG, [b.node("ReduceMean", [X], axes=[2, 3], keepdims=0)]),
     "identity_dropout": lambda b: (IMG, [b.node("Dropout", [b.node("Identity", [X])])]),
+    "leaky_relu": lambda b: (IMG, [b.node("LeakyRelu", [X], alpha=0.2)]),
+    "leaky_relu_default_alpha": lambda b: (IMG, [b.node("LeakyRelu", [b.node("Mul", [
+        X, b.f32(30.0)])])]),
+    "hard_swish": lambda b: (IMG, [b.node("HardSwish", [b.node("Mul", [X, b.f32(4.0)])])]),
+    "conv_transpose_stride2": lambda b: (IMG, [b.node("ConvTranspose", [X, b.w(3, 5, 3, 3),
+                                                                        b.w(5)], strides=[2, 2])]),
+    "conv_transpose_pads_output_padding": lambda b: (IMG, [b.node(
+        "ConvTranspose", [X, b.w(3, 4, 4, 4)], strides=[2, 2], pads=[1, 2, 1, 0],
+        output_padding=[1, 0])]),
+    "conv_transpose_auto_same_upper": lambda b: (IMG, [b.node(
+        "ConvTranspose", [X, b.w(3, 6, 3, 2), b.w(6)], strides=[2, 3], auto_pad="SAME_UPPER")]),
+    "conv_transpose_then_relu": lambda b: (IMG, [b.node("Relu", [b.node(
+        "ConvTranspose", [X, b.w(3, 4, 2, 2), b.w(4)], strides=[2, 2])])]),
 }
 
 OPSET = {"pad_axes_opset18": 18, "reduce_mean_keepdims": 17, "reduce_mean_drop": 17}

@@ -172,3 +172,102 @@ def test_transpose_conv_fused_activation_is_refused() -> None:
     b.outputs([y])
     with pytest.raises(EdgekitError, match="fused activation"):
         read_tflite(b.finish(), "<test>", "op")
+
+
+# --- float ONNX -> quantized int8 -> C, against TFLM and onnxruntime -----------------------
+
+
+def _onnx_model() -> Any:
+    """Conv -> LeakyRelu -> ConvTranspose (x2 upsampling, TFLite SAME) -> HardSwish."""
+    from tests.test_onnx_frontend import OnnxBuilder, X
+
+    b = OnnxBuilder(seed=3)
+    h = b.node("Conv", [X, b.w(6, 3, 3, 3), b.w(6)], pads=[1, 1, 1, 1])
+    h = b.node("LeakyRelu", [h], alpha=0.1)
+    h = b.node("ConvTranspose", [h, b.w(6, 4, 3, 3), b.w(4)], strides=[2, 2],
+               pads=[0, 0, 1, 1])
+    h = b.node("Mul", [h, b.f32(3.0)])
+    return b.model({X: [1, 3, 8, 8]}, [b.node("HardSwish", [h])])
+
+
+@pytest.fixture(scope="module")
+def quantized() -> Any:
+    pytest.importorskip("onnxruntime")
+    from edgekit.frontends.onnx import read_onnx
+    from edgekit.quantize import QuantConfig, quantize
+
+    model = _onnx_model()
+    fg = read_onnx(model.SerializeToString(), "<test>", "upsample")
+    calib = np.random.default_rng(0).normal(size=(32, 3, 8, 8)).astype(np.float32)
+    return model, fg, quantize(fg, [calib], QuantConfig())
+
+
+def test_quantized_model_keeps_the_new_ops_and_is_accurate(quantized: Any) -> None:
+    from edgekit.quantize.metrics import dequantize_array, quantize_array, sqnr_db
+    from edgekit.reference.float_ref import FloatModel
+
+    _, fg, q = quantized
+    assert {"leaky_relu", "transpose_conv", "hard_swish"} <= {op.kind for op in q.ops}
+    tconv = next(op for op in q.ops if op.kind == "transpose_conv")
+    w = q.tensor(tconv.inputs[1])
+    assert w.dtype == "int8" and w.quant is not None and w.quant.axis == 0 and w.quant.per_channel
+    x = np.random.default_rng(1).normal(size=(8, 3, 8, 8)).astype(np.float32)
+    xs = x.transpose(0, 2, 3, 1)[:, None]
+    ref = FloatModel(fg).run([xs])[0]
+    model = HostModel(compile_graph(q))
+    qi, qo = q.tensor(q.inputs[0]).quant, q.tensor(q.outputs[0]).quant
+    got = np.stack([dequantize_array(model.run([quantize_array(s, qi)])[0], qo) for s in xs])
+    assert sqnr_db(ref.reshape(len(x), -1), got.reshape(len(x), -1)) > 25.0
+
+
+def test_quantized_model_exports_to_tflite_bit_exact_with_tflm(quantized: Any) -> None:
+    from edgekit.export.tflite import export_tflite
+    from edgekit.verify import random_inputs
+
+    _, _, q = quantized
+    compiled = compile_graph(q)
+    tflite = export_tflite(q)
+    assert [op.kind for op in read_tflite(tflite, "<export>", "q").ops] == \
+        [op.kind for op in q.ops]
+    inputs = random_inputs(compiled.graph, 6, seed=2)
+    host = HostModel(compiled)
+    ours = [host.run(s) for s in inputs]
+    ref = run_tflm(tflite, inputs)
+    for a, r in zip(ours, ref, strict=True):
+        assert a[0].tobytes() == np.ascontiguousarray(r[0], dtype=np.int8).tobytes()
+    assert len({o[0].tobytes() for o in ours}) > 1
+
+
+def test_quantized_model_exports_to_qdq_onnx(quantized: Any) -> None:
+    """onnxruntime runs QDQ in float and rounds once per tensor; the C model requantizes in
+    fixed point, so outputs agree to within a few output steps (docs/numerics-int8.md)."""
+    ort = pytest.importorskip("onnxruntime")
+    from edgekit.export.onnx_qdq import export_onnx_qdq
+    from edgekit.quantize.metrics import dequantize_array, quantize_array
+
+    _, _, q = quantized
+    sess = ort.InferenceSession(export_onnx_qdq(q), providers=["CPUExecutionProvider"])
+    model = HostModel(compile_graph(q))
+    qi, qo = q.tensor(q.inputs[0]).quant, q.tensor(q.outputs[0]).quant
+    step = qo.scalar_scale()
+    x = np.random.default_rng(4).normal(size=(4, 1, 3, 8, 8)).astype(np.float32)
+    for s in x:
+        xq = quantize_array(s.transpose(0, 2, 3, 1), qi)
+        ours = dequantize_array(model.run([xq])[0], qo).transpose(0, 3, 1, 2)
+        x_in = dequantize_array(xq, qi).transpose(0, 3, 1, 2).astype(np.float32)
+        theirs = sess.run(None, {sess.get_inputs()[0].name: x_in})[0]
+        diff = np.abs(ours - theirs) / step
+        assert diff.max() <= 4.0 and np.mean(diff) < 0.5, (diff.max(), diff.mean())
+
+
+def test_fp16_precision_names_the_ops_it_lacks(quantized: Any) -> None:
+    """FP16 kernels are per op (no generic path): the three ops get one clear error."""
+    import copy
+
+    from edgekit.passes.fp16 import to_float
+
+    _, fg, _ = quantized
+    with pytest.raises(EdgekitError) as err:
+        to_float(copy.deepcopy(fg), "fp16", "<test>")
+    for kind in ("leaky_relu", "transpose_conv", "hard_swish"):
+        assert f"no fp16 kernel for '{kind}'" in str(err.value)

@@ -158,6 +158,16 @@ class _QdqExporter:
             y = self.pool(op)
         elif k == "fully_connected":
             y = self.dense(op)
+        elif k == "transpose_conv":
+            y = self.transpose_conv(op)
+        elif k == "leaky_relu":
+            y = self.node("LeakyRelu", [self.operand(op.inputs[0])], op.name,
+                          alpha=float(a["alpha"]))
+        elif k == "hard_swish":
+            # HardSwish needs opset 14; x * HardSigmoid(x; 1/6, 1/2) is the same function in 13
+            x = self.operand(op.inputs[0])
+            gate = self.node("HardSigmoid", [x], f"{op.name}/gate", alpha=1.0 / 6.0, beta=0.5)
+            y = self.node("Mul", [x, gate], op.name)
         elif k in _POINTWISE:
             y = self.node(_POINTWISE[k], [self.operand(n) for n in op.inputs], op.name)
         elif k in ("relu", "relu6"):
@@ -233,6 +243,24 @@ class _QdqExporter:
         return self.nchw(op, "Conv", ins, strides=list(a["stride"]), dilations=dil,
                          pads=self.window_pads(op, kernel, dil), group=group,
                          kernel_shape=list(kernel))
+
+    def transpose_conv(self, op: Op) -> str:
+        """OHWI -> ONNX's (C_in, C_out, kH, kW); trailing pads and output_padding are whatever
+        makes ONNX's output size the IR's (only the leading pad shapes the values)."""
+        a = op.attrs
+        x, y = self.g.tensor(op.inputs[0]), self.g.tensor(op.outputs[0])
+        w = self.g.tensor(op.inputs[1])
+        ins = [self.const(w, lambda d: d.transpose(3, 0, 1, 2), axis=1)]
+        if len(op.inputs) > 2 and op.inputs[2]:
+            ins.append(self.const(self.g.tensor(op.inputs[2]), axis=0))
+        end, extra = [], []
+        for i in range(2):
+            full = a["stride"][i] * (x.shape[1 + i] - 1) + w.shape[1 + i] - a["pad"][i]
+            end.append(max(0, full - y.shape[1 + i]))
+            extra.append(y.shape[1 + i] - (full - end[-1]))
+        return self.nchw(op, "ConvTranspose", ins, strides=list(a["stride"]),
+                         pads=[a["pad"][0], a["pad"][1], end[0], end[1]], output_padding=extra,
+                         kernel_shape=[w.shape[1], w.shape[2]])
 
     def pool(self, op: Op) -> str:
         a = op.attrs

@@ -745,6 +745,53 @@ def _clip(c: _Converter, node: Any) -> None:
     _activation_fn(c, node, act, kind)
 
 
+def _leaky_relu(c: _Converter, node: Any) -> None:
+    alpha = float(np.float32(_attrs(node).get("alpha", 0.01)))
+    v = c.val(node.input[0])
+    _out(c, node, v.perm, "leaky_relu", [v.ir], {"alpha": alpha})
+    c.vals[node.output[0]].cols = v.cols
+
+
+def _conv_transpose(c: _Converter, node: Any) -> None:
+    """ConvTranspose (2-D, group 1, no dilation) as TFLite's TRANSPOSE_CONV: only the leading
+    pad matters to the kernel, the output size (with output_padding) comes from ONNX's shape
+    inference."""
+    a = _attrs(node)
+    w = c.const_in(node, 1, "the filter")
+    if w is None or w.ndim != 4:
+        raise _Unsupported("only 2-D transposed convolutions (4-D filters) are supported")
+    if int(a.get("group", 1)) != 1:
+        raise _Unsupported("grouped ConvTranspose is not supported")
+    if any(int(d) != 1 for d in a.get("dilations", [1, 1])):
+        raise _Unsupported("dilated ConvTranspose is not supported")
+    x = c.relayout(node.input[0], NHWC)
+    xs, ys = c.shape(node.input[0]), c.shape(node.output[0])
+    kernel = [int(k) for k in w.shape[2:]]
+    strides = [int(v) for v in a.get("strides", [1, 1])]
+    auto_pad = a.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    out_pad = [int(v) for v in a.get("output_padding", [0, 0])]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # ONNX's definition: the total is split evenly, SAME_UPPER putting the odd one last
+        total = [strides[i] * (xs[2 + i] - 1) + out_pad[i] + kernel[i] - ys[2 + i]
+                 for i in range(2)]
+        pad = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+    elif auto_pad == "VALID":
+        pad = [0, 0]
+    else:
+        pad = [int(p) for p in (a.get("pads") or [0, 0, 0, 0])[:2]]
+    if min(pad) < 0:
+        raise _Unsupported(f"negative padding {pad} is not supported")
+    bias = c.const_in(node, 2, "the bias")
+    cout = w.shape[1]
+    b = np.zeros(cout, np.float32) if bias is None else bias.astype(np.float32).reshape(-1)
+    base = node.output[0]
+    # ONNX (C_in, C_out, kH, kW) -> TFLite's OHWI
+    ins = [x.ir, c.const(f"{base}/filter", w.transpose(1, 2, 3, 0)), c.const(f"{base}/bias", b)]
+    _out(c, node, NHWC, "transpose_conv", ins,
+         {"stride": strides, "pad": pad, "activation": "none"})
+
+
 def _unary(kind: str) -> Any:
     def handler(c: _Converter, node: Any) -> None:
         v = c.val(node.input[0])
@@ -1007,14 +1054,17 @@ def _reduce_mean(c: _Converter, node: Any) -> None:
     _out(c, node, perm, "mean", [v.ir], {"axes": ir_axes, "keep_dims": keep})
 
 
-_SPATIAL = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+_SPATIAL = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
             "BatchNormalization"}
 # Ops that work in any layout: a graph input reaching a spatial op through them gets NHWC.
-_ELEMENTWISE = {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "Sigmoid", "Tanh", "Identity",
-                "Dropout", "Cast", "Pad", "Slice", "Concat"}
+_ELEMENTWISE = {"Relu", "LeakyRelu", "HardSwish", "Clip", "Add", "Sub", "Mul", "Div", "Sigmoid",
+                "Tanh", "Identity", "Dropout", "Cast", "Pad", "Slice", "Concat"}
 
 _HANDLERS: dict[str, Any] = {
     "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "LeakyRelu": _leaky_relu,
+    "HardSwish": _unary("hard_swish"),
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Relu": _relu,

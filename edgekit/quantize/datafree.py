@@ -93,7 +93,7 @@ class _Propagation:
         out = op.outputs[0]
         act = op.attrs.get("activation", "none")
         k = op.kind
-        if k in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        if k in ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv"):
             assert x is not None
             pre = self.bn_moments(op) or self.linear(op, x)
             self.set(out, pre, act)
@@ -167,6 +167,12 @@ class _Propagation:
         if op.kind == "conv2d":
             xi = x.channels(w.shape[3])
             return Moments(w.sum(axis=(1, 2)) @ xi.mean + b, (w**2).sum(axis=(1, 2)) @ xi.var)
+        if op.kind == "transpose_conv":
+            # each output pixel receives about kh * kw / (sh * sw) of the taps
+            xi = x.channels(w.shape[3])
+            share = 1.0 / float(np.prod(op.attrs["stride"]))
+            return Moments(share * w.sum(axis=(1, 2)) @ xi.mean + b,
+                           share * (w**2).sum(axis=(1, 2)) @ xi.var)
         if op.kind == "depthwise_conv2d":
             mult = int(op.attrs.get("depth_multiplier", 1))
             xi = x.channels(w.shape[3] // mult)

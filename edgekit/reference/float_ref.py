@@ -228,6 +228,35 @@ def _logistic(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(np.float32(0), -x))
 
 
+def _hard_swish(x: np.ndarray) -> np.ndarray:
+    return x * np.clip(x + np.float32(3), 0, 6) / np.float32(6)
+
+
+def _leaky_relu(m: FloatModel, op: Op, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
+    x = env[op.inputs[0]]
+    return np.where(x >= 0, x, x * np.float32(op.attrs["alpha"]))
+
+
+def _transpose_conv(m: FloatModel, op: Op, env: dict[str, np.ndarray], batch: int
+                    ) -> np.ndarray:
+    """Scatter each tap's products into an output large enough for every tap, then crop the
+    window that starts at the leading pad."""
+    x = _x4(m, op, env, batch)
+    w = m.consts[op.inputs[1]]
+    o, kh, kw, _ = w.shape
+    n, h, wd, _ = x.shape
+    ys = _shape(m, op.outputs[0])
+    (sh, sw), (pt, pl) = op.attrs["stride"], op.attrs["pad"]
+    full = np.zeros((n, max((h - 1) * sh + kh, pt + ys[1]), max((wd - 1) * sw + kw, pl + ys[2]), o),
+                    np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i, i + (h - 1) * sh + 1, sh), slice(j, j + (wd - 1) * sw + 1, sw)
+            full[:, rows, cols] += x @ w[:, i, j].T
+    y = full[:, pt : pt + ys[1], pl : pl + ys[2]] + _bias(m, op, o)
+    return _ACT[op.attrs.get("activation", "none")](y)
+
+
 def _pad(m: FloatModel, op: Op, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
     value = 0.0
     if len(op.inputs) > 2 and op.inputs[2]:
@@ -290,6 +319,9 @@ _OPS: dict[str, Callable[[FloatModel, Op, dict[str, np.ndarray], int], np.ndarra
     "mean": _mean,
     "strided_slice": _strided_slice,
     "dequantize": _dequantize,
+    "leaky_relu": _leaky_relu,
+    "hard_swish": _unary(_hard_swish),
+    "transpose_conv": _transpose_conv,
 }
 
 SUPPORTED_KINDS = frozenset(_OPS)
