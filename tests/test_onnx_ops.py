@@ -271,3 +271,20 @@ def test_fp16_precision_names_the_ops_it_lacks(quantized: Any) -> None:
         to_float(copy.deepcopy(fg), "fp16", "<test>")
     for kind in ("leaky_relu", "transpose_conv", "hard_swish"):
         assert f"no fp16 kernel for '{kind}'" in str(err.value)
+
+
+def test_cortex_m4_falls_back_to_portable_and_matches_the_host(quantized: Any) -> None:
+    """The Arm DSP family claims none of the three kinds: they take the portable C, which gives
+    the host's bytes under QEMU."""
+    from edgekit.runners.emulated_model import EmulatedModel
+    from edgekit.verify import random_inputs
+
+    _, _, q = quantized
+    compiled = compile_graph(q, "cortex-m4")
+    fams = {op.kind: op.attrs["kernel"]["family"] for op in compiled.graph.ops}
+    assert all(fams[k] == "portable" for k in ("leaky_relu", "transpose_conv", "hard_swish"))
+    inputs = random_inputs(compiled.graph, 2, seed=7)
+    host = HostModel(compile_graph(q))
+    emu = EmulatedModel(compiled).run(inputs)
+    for s, got in zip(inputs, emu.outputs, strict=True):
+        assert got[0].tobytes() == host.run(s)[0].tobytes()
