@@ -29,7 +29,7 @@ def dscnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _unsupported_model(tmp: Path) -> Path:
-    """A valid model: two ops edgekit does not compile (GELU, HARD_SWISH) around RELU."""
+    """A valid model: two ops edgekit does not compile (GELU, ELU) around RELU."""
     b = TFLiteBuilder()
     x = b.tensor("x", (1, 8), np.int8, scale=0.1, zero_point=0)
     y = b.tensor("y", (1, 8), np.int8, scale=0.1, zero_point=0)
@@ -37,7 +37,7 @@ def _unsupported_model(tmp: Path) -> Path:
     w = b.tensor("w", (1, 8), np.int8, scale=0.1, zero_point=0)
     b.op("GELU", [x], [y])
     b.op("RELU", [y], [z])
-    b.op("HARD_SWISH", [z], [w])
+    b.op("ELU", [z], [w])
     b.inputs([x])
     b.outputs([w])
     path = tmp / "unsupported.tflite"
@@ -84,7 +84,7 @@ def test_unsupported_ops_are_listed_in_one_error(tmp_path: Path) -> None:
     proc = edgekit("generate", str(model), "-o", str(out))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "#0 GELU" in proc.stderr and "#2 HARD_SWISH" in proc.stderr
+    assert "#0 GELU" in proc.stderr and "#2 ELU" in proc.stderr
     assert "2 unsupported operator(s)" in proc.stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".never*"))
