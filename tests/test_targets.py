@@ -49,8 +49,8 @@ def _linker_memory(script: Path) -> dict[str, tuple[int, int]]:
     units = {"": 1, "K": 1024, "M": 1024 * 1024}
 
     def size(expr: str) -> int:
-        terms = re.findall(r"([+-]?)\s*(\d+)([KM]?)", expr)
-        return sum((-1 if sign == "-" else 1) * int(n) * units[u] for sign, n, u in terms)
+        terms = re.findall(r"([+-]?)\s*(0x[0-9a-fA-F]+|\d+)([KM]?)", expr)
+        return sum((-1 if sign == "-" else 1) * int(n, 0) * units[u] for sign, n, u in terms)
 
     pattern = r"(\w+)\s*\([a-z!]+\)\s*:\s*ORIGIN\s*=\s*(0x[0-9a-fA-F]+)\s*,\s*LENGTH\s*=\s*([^\n]+)"
     return {
@@ -78,6 +78,9 @@ def test_unknown_target_lists_known_ones() -> None:
 
 def _fake_targets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     (tmp_path / "targets").mkdir()
+    # the real targets stay visible: boards name them, and loading a target loads its board
+    for real_target in resource_dir("targets").glob("*.toml"):
+        (tmp_path / "targets" / real_target.name).write_text(real_target.read_text())
     (tmp_path / "targets" / "bad.toml").write_text(text)
     real = resource_dir
 
