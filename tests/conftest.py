@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -14,6 +17,18 @@ MLPERF_INT8 = {
     "ic": "pretrainedResnet_quant.tflite",
     "vww": "vww_96_int8.tflite",
 }
+
+
+def load_module(name: str, rel: str) -> ModuleType:
+    """A repository file outside any package (bench scripts, other tests), imported once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / rel)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def mlperf_model(key: str) -> Path:

@@ -15,37 +15,23 @@ block) and the same flags (-std=c99 -Wall -Wextra -Werror -pedantic, -fsanitize=
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from edgekit.pipeline import compile_graph
 from edgekit.runners.host import HostModel
+from tests.conftest import load_module
 
 pytest.importorskip("onnx")
-REPO = Path(__file__).resolve().parents[1]
 
 
-def _module(name: str, rel: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / rel)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-FUZZ = _module("fuzz_readers", "bench/fuzz_readers.py")
-SAN = _module("test_sanitizers", "tests/test_sanitizers.py")
+FUZZ = load_module("fuzz_readers", "bench/fuzz_readers.py")
+SAN = load_module("test_sanitizers", "tests/test_sanitizers.py")
 ONNX_SEEDS = dict(FUZZ.onnx_seed_models())
 
 

@@ -17,12 +17,9 @@ per family so that anything new fails.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -30,23 +27,10 @@ from edgekit.frontends.tflite import read_tflite
 from edgekit.models.dscnn import build_dscnn_kws, build_tiny_mlp
 from edgekit.pipeline import compile_graph
 from edgekit.runners.host import HostModel
+from tests.conftest import load_module
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _module(name: str, rel: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / rel)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-FUZZ = _module("fuzz_readers", "bench/fuzz_readers.py")
-SAN = _module("test_sanitizers", "tests/test_sanitizers.py")
+FUZZ = load_module("fuzz_readers", "bench/fuzz_readers.py")
+SAN = load_module("test_sanitizers", "tests/test_sanitizers.py")
 
 MODELS = {
     "dscnn": lambda: build_dscnn_kws(0),

@@ -5,6 +5,15 @@
 
 #define REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 
+/* Reads a RISC-V CSR. .option arch keeps this assembling when -march omits the zicsr suffix
+ * (binutils >= 2.38). */
+#define EK_CSR_READ(csr, out)                                                                      \
+    __asm__ volatile(".option push\n"                                                              \
+                     ".option arch, +zicsr\n"                                                      \
+                     "csrr %0, " #csr "\n"                                                         \
+                     ".option pop\n"                                                               \
+                     : "=r"(out))
+
 #if defined(EK_COUNTER_CMSDK_TIMER)
 /* CMSDK APB timer: 32-bit down-counter at the peripheral clock. */
 #define CTRL REG32(EK_COUNTER_BASE + 0x0u)
@@ -74,12 +83,7 @@ void ek_counter_init(void) {}
 uint32_t ek_counter_read(void)
 {
     uint32_t v;
-    /* .option arch keeps this assembling when -march omits the zicsr suffix (binutils >= 2.38). */
-    __asm__ volatile(".option push\n"
-                     ".option arch, +zicsr\n"
-                     "csrr %0, minstret\n"
-                     ".option pop\n"
-                     : "=r"(v));
+    EK_CSR_READ(minstret, v);
     return v;
 }
 
@@ -125,11 +129,7 @@ void ek_counter_init(void) {}
 uint32_t ek_counter_read(void)
 {
     uint32_t v;
-    __asm__ volatile(".option push\n"
-                     ".option arch, +zicsr\n"
-                     "csrr %0, mcycle\n"
-                     ".option pop\n"
-                     : "=r"(v));
+    EK_CSR_READ(mcycle, v);
     return v;
 }
 
