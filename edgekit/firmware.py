@@ -339,7 +339,11 @@ def _write_project(tmp: Path, board: Board, target: Target, compiled: Any, model
 
 
 def _run(argv: list[str], cwd: Path, what: str) -> str:
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    from edgekit.progress import status
+
+    with status(what):
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         err = (proc.stderr + proc.stdout).strip().splitlines()
         overflow = re.search(r"region [`'](\w+)' overflowed by (\d+) bytes", "\n".join(err))

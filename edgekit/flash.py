@@ -17,6 +17,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError
 from edgekit.firmware import load_manifest
+from edgekit.progress import status
 from edgekit.targets import FlashMethod, load_board
 
 # What the tools print when no probe / board is attached: turned into one clear message.
@@ -104,8 +105,11 @@ def run_flash(build_dir: Path, probe: str | None = None, dry_run: bool = False) 
         if method.tool == "qemu":
             print(f"QEMU serves the board's UART on socket://127.0.0.1:{argv_port(argv)}; "
                   "stop it with Ctrl-C", flush=True)
-        proc = subprocess.run(argv, capture_output=method.tool != "qemu", text=True,
-                              stdin=subprocess.DEVNULL)
+        # QEMU serves the UART in the foreground until Ctrl-C: no spinner over it
+        quiet = False if method.tool == "qemu" else None
+        with status(f"{method.tool}: flashing {board.name}", enabled=quiet):
+            proc = subprocess.run(argv, capture_output=method.tool != "qemu", text=True,
+                                  stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             out = ((proc.stderr or "") + (proc.stdout or "")).strip()
             if _NO_PROBE.search(out):

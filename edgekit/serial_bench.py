@@ -19,6 +19,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.firmware import load_manifest
+from edgekit.progress import track
 
 DB_BYTES = 64  # bytes per "db" line, both directions
 
@@ -284,7 +285,7 @@ def run_bench(
         all_ticks: list[list[int]] = []
         mismatches: list[int] = []
         layer_report = None
-        for s, sample in enumerate(inputs):
+        for s, sample in enumerate(track(inputs, f"benchmarking on {info.get('board', port)}")):
             for i, arr in enumerate(sample):
                 _load(link, i, np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"))
                       .tobytes())
