@@ -65,7 +65,8 @@ def select(graph: Graph, op: Op, families: list[str], capabilities: set[str]) ->
     _load_families()
     # optimised integer kernels are written for int8 activations and weights; a 16x8 (int16) op
     # or one with int4 weights runs the portable kernel unless a family is listed here
-    wide = _has_int16(graph, op)
+    # so does an int8 layer the overflow pass widened to an int64 accumulator
+    wide = _has_int16(graph, op) or bool(op.attrs.get("q", {}).get("acc64"))
     for family in [*families, "portable"]:
         if wide and family not in INT16_FAMILIES:
             continue

@@ -101,14 +101,44 @@ def _adversarial_model() -> tuple[bytes, dict[str, bool]]:
     return b.finish(), expect
 
 
-def test_exactly_the_overflowing_layers_are_refused() -> None:
+def test_overflowing_reductions_are_widened_and_the_rest_refused() -> None:
     model, expect = _adversarial_model()
     assert K_POS < 258 * 258
     with pytest.raises(EdgekitError) as info:
         compile_graph(read_tflite(model, "adv", "adv"))
     flagged = set(re.findall(r"#\d+ (op\d+_\w+): the int32", info.value.what))
-    assert flagged == {name for name, bad in expect.items() if bad}
-    assert "int64" in (info.value.hint or "")  # says what to do, and what edgekit cannot do yet
+    # fully connected and depthwise sums get an int64 accumulator; a softmax sum has no such path
+    assert flagged == {name for name, bad in expect.items() if bad and "softmax" in name}
+    assert "int64" in (info.value.hint or "")  # says what edgekit widens, and what to do
+
+
+def test_widened_layers_compute_the_exact_sum_on_an_optimised_target(tmp_path: Path) -> None:
+    model, expect = _adversarial_model()
+    graph = read_tflite(model, "adv", "adv")
+    keep = [op for op in graph.ops if not (expect[op.name] and "softmax" in op.name)]
+    graph.ops = keep
+    graph.outputs = [op.outputs[0] for op in keep]
+    graph.inputs = [op.inputs[0] for op in keep]
+    compiled = compile_graph(graph, target="cortex-m4")
+    widened = {op.name for op in compiled.graph.ops if op.attrs["overflow"].get("widened")}
+    assert widened == {name for name, bad in expect.items() if bad and "softmax" not in name}
+    for layer in compiled.generated.layers:
+        if layer.op.name in widened:  # the DSP kernels accumulate in int32: portable runs these
+            assert layer.variant.family == "portable", layer.op.name
+
+    # on the host, with sanitizers: the worst-case input reaches the int64 bound exactly
+    fc = read_tflite(_single_fc(K_POS + 1), "fc", "fc")
+    host = compile_graph(fc)
+    op = host.graph.ops[0]
+    assert op.attrs["overflow"]["widened"] == "int64" and op.attrs["q"]["acc64"]
+    bound = overflow.layer_bound(host.graph, op)
+    assert bound is not None and bound.hi == 127 * 255 * (K_POS + 1) > INT32_MAX
+    x = overflow.worst_case_input(host.graph, op, 0).reshape(1, K_POS + 1)
+    exe = FUZZ.build_sanitized(host.generated.files, host.generated.name, tmp_path / "wide")
+    (out,) = FUZZ.run_sanitized(exe, host.graph, [[x]])[0]
+    q = op.attrs["q"]
+    expected = fp.multiply_by_quantized_multiplier_64(bound.hi, q["multiplier"], q["shift"])
+    assert int(out.reshape(-1)[0]) == max(-128, min(127, expected + q["output_offset"]))
 
 
 def test_accepted_layers_record_their_bound() -> None:

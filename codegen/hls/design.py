@@ -296,6 +296,8 @@ class _Builder:
         for t in (self.graph.tensor(n) for n in op.inputs + op.outputs if n):
             if t.dtype in ("int16", "int4") and (t.dtype == "int4" or not t.is_const):
                 raise _Unsupported(f"{t.dtype} tensor '{t.name}': HLS designs are int8 only")
+        if q.get("acc64"):  # widened by the overflow pass: HLS accumulators are int32
+            raise _Unsupported(f"layer {op.name} needs an int64 accumulator (docs/reliability.md)")
         if kind == "fully_connected":
             self.add_fc(op, q)
         elif kind in _WINDOWED:

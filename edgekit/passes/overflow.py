@@ -18,10 +18,15 @@ between the two extremes below, and the extremes are reached by setting each inp
 
 The result is kept in `op.attrs["overflow"]` (`max_abs`: the largest magnitude any of the layer's
 int32 intermediates can take; `headroom_bits`: how many times that could double before leaving
-int32; `stage` and `channel` where it occurs). A layer that could overflow is refused with a
-clean EdgekitError naming it, rather than generating code that would be wrong, or undefined
-behaviour in C. Widening such a layer's accumulator to int64, or splitting its reduction, could
-make it compile later; neither exists yet.
+int32; `stage` and `channel` where it occurs).
+
+An int8 conv2d, depthwise or fully connected layer whose int32 arithmetic could overflow is
+widened instead: its accumulator becomes int64 and its requantization TFLite's 64-bit one (the
+16x8 rule, `acc64`), which is proven in turn against the 2^47 input that requantization accepts,
+and `overflow.widened` says so. Such a layer runs the portable kernel. TFLite Micro has no
+result to compare it with there (its int32 sum would overflow); the widened layer computes the
+exact sum. Any other layer that could overflow is refused with a clean EdgekitError naming it,
+rather than generating code that would be wrong, or undefined behaviour in C.
 """
 
 from __future__ import annotations
@@ -254,8 +259,13 @@ def layer_bound(graph: Graph, op: Op) -> Bound | None:
     return _worst(bounds) if bounds else None
 
 
+#: int8 layers whose portable kernel can accumulate in int64 (q["acc64"]) when int32 could overflow
+_WIDENABLE = frozenset({"conv2d", "depthwise_conv2d", "fully_connected"})
+
+
 def check_overflow(graph: Graph, where: str = "") -> Graph:
-    """Record every layer's bound in op.attrs["overflow"]; refuse a graph where one can overflow."""
+    """Record every layer's bound in op.attrs["overflow"]; widen the int8 reductions that could
+    overflow to int64 and refuse a graph where another layer could."""
     if graph.meta.get("precision", "int8") != "int8":
         return graph  # float graphs have no integer accumulators
     problems = []
@@ -263,6 +273,13 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
         bound = layer_bound(graph, op)
         if bound is None:
             continue
+        if not bound.fits and op.kind in _WIDENABLE and not op.attrs["q"].get("acc64"):
+            op.attrs["q"]["acc64"] = True
+            widened = layer_bound(graph, op)
+            if widened is not None and widened.fits:
+                op.attrs["overflow"] = {**widened.to_json(), "widened": "int64"}
+                continue
+            op.attrs["q"].pop("acc64")  # even int64 cannot hold it: refuse as before
         op.attrs["overflow"] = bound.to_json()
         if not bound.fits:
             where_in = f", channel {bound.channel}" if bound.channel is not None else ""
@@ -276,9 +293,9 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
             f"{len(problems)} layer(s) could overflow their int32 arithmetic:\n"
             + "\n".join(problems),
             where or graph.name,
-            "the weights, biases or scales are too large for int32 accumulation; requantize "
-            "the model (smaller weight scales or fewer inputs per output). edgekit does not "
-            "widen accumulators to int64 yet",
+            "the weights, biases or scales are too large for this layer's arithmetic (edgekit "
+            "widens conv2d, depthwise and fully connected accumulators to int64, but not "
+            "these); requantize the model (smaller scales or fewer inputs per output)",
         )
     return graph
 
