@@ -1138,7 +1138,8 @@ def read_onnx(data: bytes, where: str = "<bytes>", name: str = "model") -> Graph
         return conv.convert()
     except _Unsupported as exc:
         raise EdgekitError(str(exc), where) from None
-    except (ValueError, TypeError, KeyError, IndexError, AssertionError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AssertionError, AttributeError,
+            ArithmeticError) as exc:  # e.g. an int attribute stored as a float infinity
         # the converter assumes a consistent graph (ranks, perms and shapes that agree); what
         # its checks do not name is still one error naming this file, never a traceback
         raise EdgekitError(

@@ -493,7 +493,7 @@ def read_nir(path: str | Path, dt: float) -> FloatSnn:
         if exc.where is None and str(path) not in exc.what:  # name the file once
             raise EdgekitError(exc.what, str(path), exc.hint) from None
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
         # nir.read builds nodes from whatever the file holds (any dtype, any rank, missing
         # keys); what from_nir's checks do not name is still one error for this file
         raise EdgekitError(
