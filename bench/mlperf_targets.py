@@ -15,15 +15,12 @@ import json
 import sys
 from pathlib import Path
 
+# bench/ is on sys.path when this script runs: the same four models as the spine table
+from spine import MODELS
+
 from edgekit.bench import bench_emulated
 from edgekit.errors import EdgekitError
 
-MODELS = {
-    "KWS": "kws_ref_model.tflite",
-    "VWW": "vww_96_int8.tflite",
-    "IC": "pretrainedResnet_quant.tflite",
-    "AD": "ad01_int8.tflite",
-}
 TARGETS = [
     "cortex-m0plus",
     "cortex-m3",
