@@ -138,6 +138,17 @@ def _reference_model(args: argparse.Namespace) -> bytes:
     return data
 
 
+def _lowered_precision(args: argparse.Namespace) -> str:
+    """--precision, or the float precision a lowered .ekir already carries, so that verifying an
+    fp16 .ekir needs no flag (its graph cannot be recompiled as int8 anyway)."""
+    if args.precision != "int8" or Path(args.model).suffix != ".ekir":
+        return str(args.precision)
+    from edgekit.pipeline import load_model
+
+    graph, _ = load_model(args.model)
+    return str(graph.meta.get("precision", "int8")) if graph.meta.get("lowered") else "int8"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from edgekit.reference.tflm import run_tflm, tflm_all_tensors
     from edgekit.runners.host import HostModel
@@ -145,6 +156,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise EdgekitError("--samples must be at least 1")
+    args.precision = _lowered_precision(args)
     if args.target != "host" and not args.emulate:
         raise EdgekitError(
             f"verifying target '{args.target}' needs --emulate (run under QEMU)",

@@ -667,3 +667,17 @@ def test_cli_verify_fp16_on_the_host() -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "bit-exact: host == golden model" in proc.stdout
+
+
+@pytest.mark.mlperf
+def test_cli_verify_of_an_fp16_ekir_needs_no_precision_flag(tmp_path: Path) -> None:
+    """A lowered fp16 .ekir carries its precision: verify checks it against the golden model
+    instead of asking for a .tflite reference for TFLite Micro."""
+    ekir = tmp_path / "ad16.ekir"
+    cli = [sys.executable, "-m", "edgekit.cli"]
+    quant = [*cli, "quantize", str(_float_model("ad")), "--precision", "fp16", "-o", str(ekir)]
+    assert subprocess.run(quant, capture_output=True, text=True).returncode == 0
+    verify = [*cli, "verify", str(ekir), "--samples", "2"]
+    proc = subprocess.run(verify, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "bit-exact: host == golden model" in proc.stdout
