@@ -7,6 +7,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError
 from edgekit.firmware import _regions, kib, target_for_board
+from edgekit.flash import tool_installed
 from edgekit.targets import Board, list_boards, load_board
 
 
@@ -47,8 +48,7 @@ def board_row(board: Board) -> dict[str, Any]:
         "counter": board.counter.kind if board.counter else None,
         "firmware": board.uart is not None,  # `edgekit build` can target it
         "toolchain_installed": bool(cc) and shutil.which(cc or "") is not None,
-        "flash_tool_installed": board.flash is not None
-        and shutil.which(board.flash.command[0]) is not None,
+        "flash_tool_installed": board.flash is not None and tool_installed(board.flash),
         "description": board.description,
     }
 

@@ -1,23 +1,28 @@
 """`edgekit flash`: put a built firmware image on its board with the board's own tool.
 
 The command comes from the [flash] table of boards/<id>/board.toml (tool, argv template with
-{elf} {hex} {bin} {esp} {probe} {probe_args}); see docs/boards.md. The tools are pyOCD (ST-LINK
-and CMSIS-DAP probes), OpenOCD, picotool and esptool, run as commands; QEMU boards "flash" by
-starting QEMU with the board's UART on a TCP port.
+{elf} {hex} {bin} {esp} {probe} {probe_args}); see docs/boards.md. OpenOCD, picotool and
+esptool run as commands; QEMU boards "flash" by starting QEMU with the board's UART on a TCP
+port. pyOCD boards (ST-LINK and CMSIS-DAP probes) go through pyOCD's Python API instead, so the
+progress comes back to our bar and errors come back as exceptions rather than scraped text; the
+board's `pyocd flash ...` argv still says which target, options and image, and is what
+--dry-run prints beside the API call.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
 from edgekit.firmware import load_manifest
-from edgekit.progress import status
+from edgekit.progress import Progress, status
 from edgekit.targets import FlashMethod, load_board
 
 # What the tools print when no probe / board is attached: turned into one clear message.
@@ -34,6 +39,145 @@ def install_hint(packages: tuple[str, ...]) -> str:
     from edgekit.runners.emulated import _install_hint
 
     return _install_hint(packages)
+
+
+PYOCD_INSTALL = "pip install pyocd (or pip install 'edgekit[boards]')"
+
+
+@dataclass(frozen=True)
+class PyocdApi:
+    """The pieces of pyOCD that `edgekit flash` calls; tests hand in fakes with the same shape."""
+
+    connect_helper: Any  # pyocd.core.helpers.ConnectHelper
+    file_programmer: Any  # pyocd.flash.file_programmer.FileProgrammer
+    error: type[BaseException]  # pyocd.core.exceptions.Error, the base of what pyOCD raises
+    version: str
+
+
+def import_pyocd() -> PyocdApi:
+    """pyOCD's API, or one clear error naming the install command when it is not installed."""
+    try:
+        import pyocd
+        from pyocd.core.exceptions import Error
+        from pyocd.core.helpers import ConnectHelper
+        from pyocd.flash.file_programmer import FileProgrammer
+    except ImportError as e:
+        raise EdgekitError(f"pyOCD is not installed ({e})",
+                           hint=f"install it with: {PYOCD_INSTALL}") from None
+    return PyocdApi(ConnectHelper, FileProgrammer, Error, str(getattr(pyocd, "__version__", "?")))
+
+
+def pyocd_available() -> bool:
+    return importlib.util.find_spec("pyocd") is not None
+
+
+@dataclass(frozen=True)
+class PyocdCall:
+    """What one `pyocd flash` argv asks for, as arguments of pyOCD's API."""
+
+    target: str
+    image: Path
+    file_format: str
+    unique_id: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The API calls `edgekit flash` makes, with the exact values (the --dry-run line)."""
+        opts = f", options={self.options!r}" if self.options else ""
+        return (f"pyocd API: ConnectHelper.session_with_chosen_probe(unique_id={self.unique_id!r}, "
+                f"target_override={self.target!r}{opts}); FileProgrammer(session).program("
+                f"{str(self.image)!r}, file_format={self.file_format!r}); session.target.reset()")
+
+
+def _option_value(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
+def pyocd_call(argv: list[str]) -> PyocdCall:
+    """Read a filled-in `pyocd flash --target T [--uid U] [-O k=v ...] IMAGE` argv."""
+    target, uid, image = None, None, None
+    options: dict[str, Any] = {}
+    args = iter(argv[2:])
+    for arg in args:
+        if arg in ("--target", "-t"):
+            target = next(args, None)
+        elif arg in ("--uid", "-u"):
+            uid = next(args, None)
+        elif arg == "-O":
+            key, _, value = next(args, "").partition("=")
+            options[key] = _option_value(value)
+        elif arg.startswith("-"):
+            raise EdgekitError(f"pyocd flash option {arg} has no pyOCD API equivalent here",
+                               shlex.join(argv), hint="use --target, --uid or -O key=value")
+        else:
+            image = Path(arg)
+    if argv[1:2] != ["flash"] or target is None or image is None:
+        raise EdgekitError("a pyocd flash command needs 'pyocd flash --target NAME IMAGE'",
+                           shlex.join(argv))
+    fmt = image.suffix.lstrip(".").lower()
+    return PyocdCall(target, image, "elf" if fmt == "axf" else fmt, uid, options)
+
+
+def _probe_rows(probes: list[Any]) -> list[dict[str, str]]:
+    return [{"unique_id": str(p.unique_id), "description": str(p.description)} for p in probes]
+
+
+def pyocd_probes(api: PyocdApi | None = None) -> list[dict[str, str]]:
+    """The debug probes pyOCD sees now (unique id and description), without waiting for one."""
+    api = api or import_pyocd()
+    try:
+        probes = api.connect_helper.get_all_connected_probes(blocking=False,
+                                                             print_wait_message=False)
+    except api.error as e:
+        raise EdgekitError(f"pyOCD could not list the debug probes: {e}") from None
+    return _probe_rows(probes)
+
+
+def program_with_pyocd(call: PyocdCall, board: Any, api: PyocdApi | None = None) -> None:
+    """Flash `call.image` through pyOCD's API with a progress bar; errors as EdgekitError."""
+    api = api or import_pyocd()
+    method = board.flash
+    notes = f"; {method.notes}" if method.notes else ""
+    try:
+        probes = api.connect_helper.get_all_connected_probes(
+            blocking=False, unique_id=call.unique_id, print_wait_message=False)
+    except api.error as e:
+        raise EdgekitError(f"pyOCD could not list the debug probes: {e}", str(call.image)) from None
+    if not probes:
+        which = f" with unique id {call.unique_id!r}" if call.unique_id else ""
+        raise EdgekitError(f"pyocd found no probe{which} to flash {board.name}", str(call.image),
+                           hint="connect the board's debug USB port, or name the probe with "
+                           "--probe (pyocd list shows the unique ids)" + notes)
+    if len(probes) > 1:
+        listed = ", ".join(f"{r['unique_id']} ({r['description']})" for r in _probe_rows(probes))
+        # pyOCD would ask on stdin which one; a flash command must not stop and wait
+        raise EdgekitError(f"{len(probes)} debug probes are connected: {listed}",
+                           f"flashing {board.name}",
+                           hint="name one with --probe UNIQUE_ID (a unique part of it is enough)")
+    bar = Progress(f"pyocd: flashing {board.name}", 100, unit="%")
+    try:
+        session = api.connect_helper.session_with_chosen_probe(
+            blocking=False, return_first=True, unique_id=call.unique_id,
+            target_override=call.target, options=dict(call.options))
+        if session is None:
+            raise EdgekitError(f"pyocd found no probe to flash {board.name}", str(call.image),
+                               hint="connect the board's debug USB port" + notes)
+        with session:
+            programmer = api.file_programmer(session, progress=lambda f: bar.update(
+                min(100, max(0, round(float(f) * 100)))))
+            programmer.program(str(call.image), file_format=call.file_format)
+            # like `pyocd flash`: start the new image rather than leave the core halted
+            session.target.reset()
+    except (api.error, OSError, ValueError) as e:  # USB and image errors are not pyOCD's own
+        raise EdgekitError(f"pyocd failed to flash {board.name} (target {call.target}): {e}",
+                           str(call.image), hint=method.notes or None) from None
+    finally:
+        bar.close()
 
 
 def _fill(template: tuple[str, ...], values: dict[str, str], method: FlashMethod,
@@ -90,9 +234,17 @@ def run_flash(build_dir: Path, probe: str | None = None, dry_run: bool = False) 
     """Run (or, with dry_run, only return) the flash commands; returns them as shell lines."""
     cmds, board = flash_commands(build_dir, probe)
     lines = [shlex.join(c) for c in cmds]
+    method = board.flash
+    if method.tool == "pyocd":
+        call = pyocd_call(cmds[-1])
+        lines = [call.describe(), "# the same as: " + lines[-1]]
+        if dry_run:
+            return lines
+        _check_image(Path(build_dir), cmds, False)
+        program_with_pyocd(call, board)
+        return lines
     if dry_run:
         return lines
-    method = board.flash
     _check_image(Path(build_dir), cmds, bool(method.prepare))
     for argv in cmds:
         if shutil.which(argv[0]) is None:
@@ -131,6 +283,13 @@ def argv_port(argv: list[str]) -> str:
     return found.group(1) if found else "?"
 
 
+def tool_installed(method: FlashMethod) -> bool:
+    """pyOCD counts when Python can import it; the other tools when they are on PATH."""
+    if method.tool == "pyocd":
+        return pyocd_available()
+    return shutil.which(method.command[0]) is not None
+
+
 def flash_tools() -> list[dict[str, Any]]:
     """Each flash tool the boards use: installed or not, which boards, what to install."""
     from edgekit.targets import list_boards
@@ -141,8 +300,11 @@ def flash_tools() -> list[dict[str, Any]]:
         if method is None:
             continue
         row = tools.setdefault(method.command[0], {
-            "tool": method.command[0], "installed": shutil.which(method.command[0]) is not None,
+            "tool": method.command[0], "installed": tool_installed(method),
             "boards": [], "install": install_hint(method.packages),
         })
+        if method.tool == "pyocd":
+            row["install"] = f"install it with: {PYOCD_INSTALL}"
+            row["api"] = True  # imported, not run: PATH does not matter
         row["boards"].append(name)
     return sorted(tools.values(), key=lambda r: r["tool"])

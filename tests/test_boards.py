@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -208,13 +209,30 @@ def test_object_sizes_feed_the_pre_link_check(tmp_path: Path) -> None:
 
 # --- flash ------------------------------------------------------------------------------------
 
-# The exact commands, written out by hand from each tool's documentation.
+
+def _pyocd(target: str, image: str, uid: str | None = None, opts: str = "",
+           cli_opts: str = "") -> list[str]:
+    """The pyOCD API call `edgekit flash` makes, then the `pyocd flash` command it equals."""
+    fmt = image.rsplit(".", 1)[1]
+    uid_arg = "None" if uid is None else f"'{uid}'"
+    cli_uid = "" if uid is None else f" --uid {uid}"
+    return [
+        f"pyocd API: ConnectHelper.session_with_chosen_probe(unique_id={uid_arg}, "
+        f"target_override='{target}'{opts}); FileProgrammer(session).program('{{d}}/{image}', "
+        f"file_format='{fmt}'); session.target.reset()",
+        f"# the same as: pyocd flash --target {target}{cli_opts}{cli_uid} {{d}}/{image}",
+    ]
+
+
+# The exact commands, written out by hand from each tool's documentation (pyOCD's: the API call
+# edgekit makes, and the CLI line that does the same).
 EXPECTED_FLASH = {
-    "nucleo-l4r5zi": ["pyocd flash --target stm32l4r5zitx {d}/firmware.elf"],
-    "nucleo-h7a3zi-q": ["pyocd flash --target stm32h7a3zitxq {d}/firmware.elf"],
-    "nrf52840-dk": ["pyocd flash --target nrf52840 {d}/firmware.hex"],
-    "nrf5340-dk": ["pyocd flash --target nrf5340_xxaa {d}/firmware.hex"],
-    "mps3-an547": ["pyocd flash --target cortex_m {d}/firmware.elf"],
+    "nucleo-l4r5zi": _pyocd("stm32l4r5zitx", "firmware.elf"),
+    "nucleo-h7a3zi-q": _pyocd("stm32h7a3zitxq", "firmware.elf"),
+    "nrf52840-dk": _pyocd("nrf52840", "firmware.hex"),
+    "nrf5340-dk": _pyocd("nrf5340_xxaa", "firmware.hex", opts=", options={{'primary_core': 0}}",
+                         cli_opts=" -O primary_core=0"),
+    "mps3-an547": _pyocd("cortex_m", "firmware.elf"),
     "rpi-pico2": ["picotool load --update --verify --execute {d}/firmware.elf"],
     "hifive1-revb": ["openocd -f board/sifive-hifive1-revb.cfg -c 'program {d}/firmware.elf "
                      "verify reset exit'"],
@@ -235,7 +253,7 @@ EXPECTED_FLASH = {
     ],
 }
 WITH_PROBE = {
-    "nucleo-l4r5zi": "pyocd flash --target stm32l4r5zitx --uid 066DFF {d}/firmware.elf",
+    "nucleo-l4r5zi": _pyocd("stm32l4r5zitx", "firmware.elf", uid="066DFF")[-1],
     "rpi-pico2": "picotool load --update --verify --execute --ser 066DFF {d}/firmware.elf",
     "hifive1-revb": "openocd -f board/sifive-hifive1-revb.cfg -c 'adapter serial 066DFF' -c "
     "'program {d}/firmware.elf verify reset exit'",
@@ -277,9 +295,9 @@ def _fake_tool(bin_dir: Path, name: str, body: str) -> None:
 
 def test_fake_probe_receives_the_dry_run_command(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    d = _fake_build(tmp_path, "nucleo-l4r5zi")
+    d = _fake_build(tmp_path, "hifive1-revb")
     log = tmp_path / "calls.txt"
-    _fake_tool(tmp_path / "bin", "pyocd",
+    _fake_tool(tmp_path / "bin", "openocd",
                f"pathlib.Path({str(log)!r}).open('a').write(' '.join(sys.argv[1:]) + '\\n')")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     run_flash(d, probe="066DFF")
@@ -320,6 +338,7 @@ def test_missing_flash_tool_names_the_install_command(tmp_path: Path,
     err = capsys.readouterr().err
     assert "openocd not found on PATH" in err and "apt-get install openocd" in err
     d2 = _fake_build(tmp_path, "nrf52840-dk")
+    monkeypatch.setitem(sys.modules, "pyocd", None)  # pyOCD is imported, not looked up on PATH
     assert main(["flash", str(d2)]) == 2
     assert "pip install pyocd" in capsys.readouterr().err
 
@@ -334,7 +353,12 @@ def test_doctor_lists_the_flash_tools(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "edgekit.cli", "doctor"], capture_output=True,
                          text=True, env=env, check=True).stdout
     rows = {line.split()[0]: line for line in out.split("flash tool", 1)[1].splitlines()[1:]}
-    assert "pip install pyocd" in rows["pyocd"] and "nucleo-l4r5zi" in rows["pyocd"]
+    assert "nucleo-l4r5zi" in rows["pyocd"]
+    # pyOCD is a Python module: an empty PATH does not hide it
+    if importlib.util.find_spec("pyocd") is None:
+        assert "pip install pyocd" in rows["pyocd"]
+    else:
+        assert rows["pyocd"].split()[1] == "yes"
     assert "apt-get install picotool" in rows["picotool"]
     assert "pip install esptool" in rows["esptool.py"]
     assert "apt-get install openocd" in rows["openocd"]
