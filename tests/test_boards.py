@@ -90,6 +90,33 @@ def test_memory_map_matches_the_datasheet_and_link_ld(board: str, capsys) -> Non
         assert declared[name][0] == int(origin, 0), name
 
 
+# Clock trees, from the reference manuals rather than board.toml: (core, UART kernel clock) Hz.
+# H7A3: PLL1 280 MHz at VOS0, USART3 on rcc_pclk1 = 280 / 2 (RM0455); ESP32-C3: 160 MHz CPU from
+# the 480 MHz PLL, UART0 on the 80 MHz APB clock (TRM "Reset and Clock"); L4R5: LPUART1 on HSI16.
+CLOCKS = {
+    "nucleo-l4r5zi": (120_000_000, 16_000_000),
+    "nucleo-h7a3zi-q": (280_000_000, 140_000_000),
+    "esp32-c3-devkit": (160_000_000, 80_000_000),
+}
+CYCLE_COUNTERS = {"dwt-cyccnt", "riscv-mcycle", "esp32c3-mpccr"}
+
+
+@pytest.mark.parametrize("board", sorted(CLOCKS))
+def test_clock_tree_matches_the_reference_manual(board: str) -> None:
+    b = load_board(board)
+    assert (b.clock_hz, b.uart.clock_hz) == CLOCKS[board]
+
+
+def test_cycle_counters_tick_at_the_core_clock() -> None:
+    # bench turns ticks into milliseconds with the counter's rate: a core clock changed
+    # without its cycle counter would report every board time off by the ratio
+    boards = [load_board(n) for n in list_boards()]
+    counted = [b for b in boards if b.counter and b.counter.kind in CYCLE_COUNTERS]
+    assert {b.name for b in counted} >= set(CLOCKS)
+    for b in counted:
+        assert b.counter.clock_hz == b.clock_hz, b.name
+
+
 def test_board_without_serial_port_is_refused(tiny: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgekitError, match="no serial port"):
         build_project(tiny, "qemu-mps2-an385", tmp_path / "x")
