@@ -138,6 +138,30 @@ def pyocd_probes(api: PyocdApi | None = None) -> list[dict[str, str]]:
     return _probe_rows(probes)
 
 
+def pyocd_status() -> dict[str, Any]:
+    """pyOCD for `edgekit doctor`: importable or not, its version, and the probes it sees now."""
+    try:
+        api = import_pyocd()
+    except EdgekitError:
+        return {"installed": False, "install": PYOCD_INSTALL}
+    try:
+        return {"installed": True, "version": api.version, "probes": pyocd_probes(api)}
+    except EdgekitError as e:
+        return {"installed": True, "version": api.version, "probes": None, "error": e.what}
+
+
+def format_pyocd_status(st: dict[str, Any]) -> str:
+    if not st["installed"]:
+        return f"pyOCD (flashes the ST-LINK / CMSIS-DAP boards): not installed; {st['install']}"
+    head = f"pyOCD {st['version']} (Python API)"
+    if st["probes"] is None:
+        return f"{head}: {st['error']}"
+    if not st["probes"]:
+        return f"{head}: no debug probe connected"
+    listed = ", ".join(f"{p['unique_id']} ({p['description']})" for p in st["probes"])
+    return f"{head}: {len(st['probes'])} debug probe(s): {listed}"
+
+
 def program_with_pyocd(call: PyocdCall, board: Any, api: PyocdApi | None = None) -> None:
     """Flash `call.image` through pyOCD's API with a progress bar; errors as EdgekitError."""
     api = api or import_pyocd()

@@ -379,7 +379,8 @@ def test_doctor_lists_the_flash_tools(tmp_path: Path) -> None:
     env = dict(os.environ, PATH=str(tmp_path))  # nothing installed
     out = subprocess.run([sys.executable, "-m", "edgekit.cli", "doctor"], capture_output=True,
                          text=True, env=env, check=True).stdout
-    rows = {line.split()[0]: line for line in out.split("flash tool", 1)[1].splitlines()[1:]}
+    table = out.split("flash tool", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
     assert "nucleo-l4r5zi" in rows["pyocd"]
     # pyOCD is a Python module: an empty PATH does not hide it
     if importlib.util.find_spec("pyocd") is None:

@@ -258,3 +258,23 @@ def test_board_targets_are_pyocd_builtins_or_pack_part_numbers() -> None:
         else:
             assert target in TARGET, f"{name}: {target} is not a pyOCD builtin target"
     assert seen == {"stm32l4r5zitx", "stm32h7a3zitxq", "nrf52840", "nrf5340_xxaa", "cortex_m"}
+
+
+def test_doctor_shows_pyocd_version_and_probes(fake: FakeLayer, capsys) -> None:
+    fake.probes = [FakeProbe("0670FF383930"), FakeProbe("E6614103E7", "CMSIS-DAP")]
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert ("pyOCD 0.0-fake (Python API): 2 debug probe(s): 0670FF383930 (STLINK-V3), "
+            "E6614103E7 (CMSIS-DAP)") in out.splitlines()
+    fake.probes = []
+    assert main(["doctor"]) == 0
+    assert "pyOCD 0.0-fake (Python API): no debug probe connected" in capsys.readouterr().out
+
+
+def test_doctor_names_the_pyocd_install_when_missing(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys) -> None:
+    monkeypatch.setitem(sys.modules, "pyocd", None)
+    assert main(["doctor"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("pyOCD (flashes the ST-LINK / CMSIS-DAP boards): not installed")
+    assert "pip install pyocd" in line

@@ -70,6 +70,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for t in flash_tools():
         print(f"{t['tool']:18s} {mark[t['installed']]:5s} {', '.join(t['boards'])}"
               + ("" if t["installed"] else f"  ({t['install']})"))
+    from edgekit.flash import format_pyocd_status, pyocd_status
+
+    print("\n" + format_pyocd_status(pyocd_status()))
     return 0
 
 
