@@ -142,8 +142,10 @@ def register(add: Any) -> None:
         "put a built firmware on its board (pyocd, openocd, picotool, esptool; QEMU boards run)",
         "examples:\n  edgekit flash build/kws_nucleo\n  edgekit flash build/kws_nucleo --dry-run\n"
         "  edgekit flash build/kws_esp --probe /dev/ttyUSB1\n\n--probe selects the probe "
-        "(pyOCD/OpenOCD serial number, picotool --ser, esptool\nserial port; the TCP port for "
-        "QEMU boards). --dry-run prints the exact commands.",
+        "(pyOCD unique id or a unique part of it, OpenOCD serial\nnumber, picotool --ser, "
+        "esptool serial port; the TCP port for QEMU boards).\nST-LINK and CMSIS-DAP boards are "
+        "flashed through pyOCD's Python API (pip install pyocd);\n--dry-run prints the exact "
+        "commands (for pyOCD, the API call and the same pyocd CLI line).",
     )
     p.add_argument("folder", type=Path, help="a folder written by edgekit build")
     p.add_argument("--probe", help="probe / serial port / TCP port, depending on the tool")
