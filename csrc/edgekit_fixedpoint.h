@@ -68,6 +68,25 @@ EK_INLINE int32_t ek_mbqm64(int64_t x, int32_t multiplier, int shift)
     return (int32_t)((x * reduced + (INT64_C(1) << (total - 1))) >> total);
 }
 
+/* ek_mbqm on an int64 input, returning int64: round(x * multiplier * 2^(shift - 31)) with
+ * ek_srdhm's rounding, then ek_rdivpot's for a negative shift. It equals ek_mbqm wherever
+ * ek_mbqm's shifted input fits int32, and stays exact where it would overflow (the overflow
+ * pass widens such layers to this). Needs |x| < 2^32, 0 <= multiplier and shift <= 30. */
+EK_INLINE int64_t ek_mbqm_wide(int64_t x, int32_t multiplier, int shift)
+{
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    const int64_t ab = x * (int64_t)multiplier;
+    /* (x << left) * m / 2^31 is x * m / 2^(31 - left): no shifted value that could overflow */
+    const int64_t half = INT64_C(1) << (30 - left);
+    const int64_t num = ab >= 0 ? ab + half : ab + 1 - half;
+    const int64_t high = num / (INT64_C(1) << (31 - left));
+    const int64_t mask = (INT64_C(1) << right) - 1;
+    const int64_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+    /* >> of a negative int64 is arithmetic in GCC and clang, as ek_rdivpot relies on for int32 */
+    return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
 /* Element i of packed int4 weights (two per byte, element 2k in the low nibble of byte k, as
  * TFLite packs INT4), sign-extended. */
 EK_INLINE int32_t ek_int4_lo(int32_t b) { return (int32_t)(int8_t)(uint8_t)((uint32_t)b << 4) >> 4; }

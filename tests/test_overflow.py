@@ -52,7 +52,8 @@ FUZZ = _fuzz_module()
 
 
 def _adversarial_model() -> tuple[bytes, dict[str, bool]]:
-    """Independent layers side by side; returns the model and, per op name, whether it overflows."""
+    """Independent layers side by side; returns the model and, per op name, whether it overflows
+    (for softmax: whether its exp sum can reach 2^28, past which the output shift exceeds 31)."""
     b = TFLiteBuilder()
     expect: dict[str, bool] = {}
     ins, outs = [], []
@@ -93,34 +94,56 @@ def _adversarial_model() -> tuple[bytes, dict[str, bool]]:
     h_ok = next(h for h in range(250, 262) if taps_ok % h == 0 and taps_ok // h < 262)
     add("depthwise_conv2d", False, lambda: depthwise(h_ok, taps_ok // h_ok))
     add("depthwise_conv2d", True, lambda: depthwise(258, 258))  # 66564 taps
-    # each exp term is at most 1.0 in Q12 = 2^19: 4095 of them fit in int32, 4096 do not
-    add("softmax", False, lambda: softmax(4095))
+    # each exp term is at most 1.0 in Q12 = 2^19: 511 of them stay below 2^28, 512 do not;
+    # 4096 would not even fit int32
+    add("softmax", False, lambda: softmax(511))
+    add("softmax", True, lambda: softmax(512))
     add("softmax", True, lambda: softmax(4096))
     b.inputs(ins)
     b.outputs(outs)
     return b.finish(), expect
 
 
-def test_overflowing_reductions_are_widened_and_the_rest_refused() -> None:
+def test_overflowing_layers_are_widened_or_split() -> None:
     model, expect = _adversarial_model()
     assert K_POS < 258 * 258
+    graph = compile_graph(read_tflite(model, "adv", "adv")).graph
+    how = {op.name: op.attrs["overflow"].get("widened") for op in graph.ops}
+    # fully connected and depthwise sums get an int64 accumulator; a softmax sum is capped
+    assert how == {
+        name: (None if not bad else "capped_sum" if "softmax" in name else "int64")
+        for name, bad in expect.items()
+    }
+    for op in graph.ops:
+        assert op.attrs["overflow"]["headroom_bits"] >= 0, op.name
+        assert bool(op.attrs["q"].get("sum_cap")) == (how[op.name] == "capped_sum")
+
+
+def test_a_layer_even_int64_cannot_save_is_refused_with_every_layer_listed() -> None:
+    """A requantizing QUANTIZE (not widened) whose rescale shifts 255 left by 24 bits."""
+    b = TFLiteBuilder()
+    ins, outs = [], []
+    for i in range(2):
+        x = b.tensor(f"x{i}", [1, 4], np.int8, 1.0, -128)
+        y = b.tensor(f"y{i}", [1, 4], np.int8, 2.0**-24, 0)
+        b.op("QUANTIZE", [x], [y])
+        ins.append(x)
+        outs.append(y)
+    b.inputs(ins)
+    b.outputs(outs)
     with pytest.raises(EdgekitError) as info:
-        compile_graph(read_tflite(model, "adv", "adv"))
-    flagged = set(re.findall(r"#\d+ (op\d+_\w+): the int32", info.value.what))
-    # fully connected and depthwise sums get an int64 accumulator; a softmax sum has no such path
-    assert flagged == {name for name, bad in expect.items() if bad and "softmax" in name}
+        compile_graph(read_tflite(b.finish(), "q", "q"))
+    flagged = re.findall(r"#(\d+) (op\d+_\w+): the int32 requant_input", info.value.what)
+    assert flagged == [("0", "op0_quantize"), ("1", "op1_quantize")]
+    assert "2 layer(s)" in info.value.what
     assert "int64" in (info.value.hint or "")  # says what edgekit widens, and what to do
 
 
 def test_widened_layers_compute_the_exact_sum_on_an_optimised_target(tmp_path: Path) -> None:
     model, expect = _adversarial_model()
-    graph = read_tflite(model, "adv", "adv")
-    keep = [op for op in graph.ops if not (expect[op.name] and "softmax" in op.name)]
-    graph.ops = keep
-    graph.outputs = [op.outputs[0] for op in keep]
-    graph.inputs = [op.inputs[0] for op in keep]
-    compiled = compile_graph(graph, target="cortex-m4")
-    widened = {op.name for op in compiled.graph.ops if op.attrs["overflow"].get("widened")}
+    compiled = compile_graph(read_tflite(model, "adv", "adv"), target="cortex-m4")
+    ops = compiled.graph.ops
+    widened = {op.name for op in ops if op.attrs["overflow"].get("widened") == "int64"}
     assert widened == {name for name, bad in expect.items() if bad and "softmax" not in name}
     for layer in compiled.generated.layers:
         if layer.op.name in widened:  # the DSP kernels accumulate in int32: portable runs these
@@ -155,7 +178,8 @@ def test_accepted_layers_record_their_bound() -> None:
     fc_ok = records["op0_fully_connected"]
     assert fc_ok["max_abs"] == 127 * 255 * K_POS and fc_ok["headroom_bits"] == 0
     assert records["op2_fully_connected"]["max_abs"] == 128 * 255 * K_NEG
-    assert records["op6_softmax"]["max_abs"] == 4095 << 19
+    assert records["op6_softmax"]["max_abs"] == 511 << 19
+    assert records["op6_softmax"]["headroom_bits"] == 0  # against 2^28, not 2^31
 
 
 def _layer_acc(w: np.ndarray, bias: int, offset: int, x: np.ndarray) -> int:

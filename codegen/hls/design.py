@@ -298,6 +298,8 @@ class _Builder:
                 raise _Unsupported(f"{t.dtype} tensor '{t.name}': HLS designs are int8 only")
         if q.get("acc64"):  # widened by the overflow pass: HLS accumulators are int32
             raise _Unsupported(f"layer {op.name} needs an int64 accumulator (docs/reliability.md)")
+        if q.get("sum_cap"):  # split by the overflow pass: the HLS softmax has no row cap
+            raise _Unsupported(f"softmax {op.name} sums over 511 terms (docs/reliability.md)")
         if kind == "fully_connected":
             self.add_fc(op, q)
         elif kind in _WINDOWED:

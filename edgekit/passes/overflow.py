@@ -9,11 +9,12 @@ between the two extremes below, and the extremes are reached by setting each inp
 
   conv2d, depthwise   acc = bias + sum w * (x + input_offset)
   fully_connected     acc = folded_bias + sum (w + filter_offset) * x
-  add, sub            ((x + offset) << 20) rescaled per input, then summed
+  add, sub            ((x + offset) << left_shift) rescaled per input, then summed
   mul                 (x1 + offset1) * (x2 + offset2)
   mean                zero_sum + sum x
   avg_pool2d          sum x over the window
-  softmax             sum of exp terms in Q12, each at most 2^19
+  softmax             sum of exp terms in Q12, each at most 2^19; it must stay below 2^28, or
+                      the output's rounding shift (bits_over_unit + 23) passes 31
   requantisation      acc << left_shift inside ek_mbqm, then + output_offset
 
 The result is kept in `op.attrs["overflow"]` (`max_abs`: the largest magnitude any of the layer's
@@ -25,8 +26,16 @@ widened instead: its accumulator becomes int64 and its requantization TFLite's 6
 16x8 rule, `acc64`), which is proven in turn against the 2^47 input that requantization accepts,
 and `overflow.widened` says so. Such a layer runs the portable kernel. TFLite Micro has no
 result to compare it with there (its int32 sum would overflow); the widened layer computes the
-exact sum. Any other layer that could overflow is refused with a clean EdgekitError naming it,
-rather than generating code that would be wrong, or undefined behaviour in C.
+exact sum. An int8 or 16x8 mul whose product, shifted left for requantization, could leave
+int32 is widened the same way (`acc64`): the requantization runs on the int64 product
+(ek_mbqm_wide, equal to ek_mbqm wherever that is defined) and clamps in int64. A softmax whose
+exp sum could reach 2^28 is split instead (`sum_cap`): once a row's sum reaches 2^28 (512.0),
+each output is a value below 2^31 divided by at least 2^32, which rounds to 0, so the C stops
+adding there and writes -128 for the row (TFLM asserts, or shifts by 32 or more, on such a
+row). add and sub cannot overflow within what lowering accepts (input multipliers at most 1/2,
+output multiplier below one); they are still bounded. Any other layer that could overflow
+(mean, avg_pool2d, a requantizing quantize or relu) is refused with a clean EdgekitError
+naming it, rather than generating code that would be wrong, or undefined behaviour in C.
 """
 
 from __future__ import annotations
@@ -43,7 +52,10 @@ from edgekit.ir.graph import Graph, Op
 
 INT32_MAX = (1 << 31) - 1
 INT32_MIN = -(1 << 31)
-_ADD_TERM_MAX = 255  # |x + offset| for int8 x and an int8 zero point
+#: a softmax row sum at or above this makes the output's rounding shift exceed 31 (Q12 sum:
+#: 2^28 is 512.0, bits_over_unit = 9, shift 9 + 23 = 32)
+SOFTMAX_SUM_LIMIT = 1 << 28
+_EXP_ONE_Q12 = 1 << 19  # exp(0) = 1.0 as one rounded Q12 term
 
 
 @dataclass
@@ -82,6 +94,13 @@ def _worst(bounds: list[Bound]) -> Bound:
 def _x_range(graph: Graph, op: Op) -> tuple[int, int]:
     info = np.iinfo(np.dtype(graph.tensor(op.inputs[0]).dtype))
     return int(info.min), int(info.max)
+
+
+def _term_range(graph: Graph, op: Op, k: int) -> tuple[int, int]:
+    """The range of x_k + input{k}_offset over every stored value of input k (1-based)."""
+    info = np.iinfo(np.dtype(graph.tensor(op.inputs[k - 1]).dtype))
+    off = int(op.attrs["q"][f"input{k}_offset"])
+    return int(info.min) + off, int(info.max) + off
 
 
 def _const(graph: Graph, q: dict[str, Any], key: str, n: int) -> list[int]:
@@ -168,9 +187,8 @@ def _add_sub(graph: Graph, op: Op) -> list[Bound]:
     scaled = []
     out: list[Bound] = []
     for k in (1, 2):
-        v = Bound(
-            -_ADD_TERM_MAX << q["left_shift"], _ADD_TERM_MAX << q["left_shift"], f"input{k}_shifted"
-        )
+        lo, hi = _term_range(graph, op, k)
+        v = Bound(lo << q["left_shift"], hi << q["left_shift"], f"input{k}_shifted")
         parts = _requant(v, q[f"input{k}_multiplier"], q[f"input{k}_shift"], 0, None)
         out += [v, *parts]
         scaled.append(parts[-1])
@@ -190,11 +208,20 @@ def _add_sub(graph: Graph, op: Op) -> list[Bound]:
 
 def _mul(graph: Graph, op: Op) -> list[Bound]:
     q = op.attrs["q"]
-    prod = Bound(-_ADD_TERM_MAX * _ADD_TERM_MAX, _ADD_TERM_MAX * _ADD_TERM_MAX, "product")
-    return [
-        prod,
-        *_requant(prod, q["output_multiplier"], q["output_shift"], q["output_offset"], None),
-    ]
+    (a_lo, a_hi), (b_lo, b_hi) = _term_range(graph, op, 1), _term_range(graph, op, 2)
+    ends = [a * b for a in (a_lo, a_hi) for b in (b_lo, b_hi)]
+    prod = Bound(min(ends), max(ends), "product")
+    if not prod.fits:
+        return [prod]
+    mult, shift, offset = q["output_multiplier"], q["output_shift"], q["output_offset"]
+    if not q.get("acc64"):
+        return [prod, *_requant(prod, mult, shift, offset, None)]
+    # ek_mbqm_wide: the int32 product times the multiplier (< 2^31) fits int64; so must the
+    # result, which the C clamps in int64 (bounded by 2^62 for margin). Python's integers make
+    # multiply_by_quantized_multiplier the exact widened value.
+    ends = [fp.multiply_by_quantized_multiplier(v, mult, shift) + offset
+            for v in (prod.lo, prod.hi)]  # fmt: skip
+    return [prod, Bound(min(ends), max(ends), "requant_output", bits=62)]
 
 
 def _mean(graph: Graph, op: Op) -> list[Bound]:
@@ -215,8 +242,14 @@ def _avg_pool(graph: Graph, op: Op) -> list[Bound]:
 
 
 def _softmax(graph: Graph, op: Op) -> list[Bound]:
-    # each exp term is at most exp(0) = 1.0 in Q12, i.e. 2^19, reached by the row maximum
-    return [Bound(0, op.attrs["q"]["depth"] << 19, "exp_sum")]
+    # each exp term is at most exp(0) = 1.0 in Q12, i.e. 2^19, reached by the row maximum. The
+    # sum must stay below 2^28, not just 2^31: from 2^28 on the output's rounding shift is 32+
+    q = op.attrs["q"]
+    if q.get("sum_cap"):
+        # the C stops adding at the first sum >= 2^28, so it is at most 2^28 - 1 + 2^19 (int32)
+        return [Bound(0, min(q["depth"] * _EXP_ONE_Q12, SOFTMAX_SUM_LIMIT - 1 + _EXP_ONE_Q12),
+                      "exp_sum")]
+    return [Bound(0, q["depth"] * _EXP_ONE_Q12, "exp_sum", bits=28)]
 
 
 def _requant_op(graph: Graph, op: Op) -> list[Bound]:
@@ -260,7 +293,7 @@ def layer_bound(graph: Graph, op: Op) -> Bound | None:
 
 
 #: int8 layers whose portable kernel can accumulate in int64 (q["acc64"]) when int32 could overflow
-_WIDENABLE = frozenset({"conv2d", "depthwise_conv2d", "fully_connected"})
+_WIDENABLE = frozenset({"conv2d", "depthwise_conv2d", "fully_connected", "mul"})
 
 
 def check_overflow(graph: Graph, where: str = "") -> Graph:
@@ -280,6 +313,12 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
                 op.attrs["overflow"] = {**widened.to_json(), "widened": "int64"}
                 continue
             op.attrs["q"].pop("acc64")  # even int64 cannot hold it: refuse as before
+        if not bound.fits and op.kind == "softmax" and not op.attrs["q"].get("sum_cap"):
+            op.attrs["q"]["sum_cap"] = SOFTMAX_SUM_LIMIT
+            split = layer_bound(graph, op)
+            assert split is not None and split.fits  # 2^28 - 1 + 2^19 < 2^31 for any depth
+            op.attrs["overflow"] = {**split.to_json(), "widened": "capped_sum"}
+            continue
         op.attrs["overflow"] = bound.to_json()
         if not bound.fits:
             where_in = f", channel {bound.channel}" if bound.channel is not None else ""
@@ -294,8 +333,9 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
             + "\n".join(problems),
             where or graph.name,
             "the weights, biases or scales are too large for this layer's arithmetic (edgekit "
-            "widens conv2d, depthwise and fully connected accumulators to int64, but not "
-            "these); requantize the model (smaller scales or fewer inputs per output)",
+            "widens conv2d, depthwise, fully connected and mul to int64 and splits softmax "
+            "sums, but not these); requantize the model (smaller scales or fewer inputs per "
+            "output)",
         )
     return graph
 

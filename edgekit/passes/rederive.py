@@ -21,6 +21,7 @@ import numpy as np
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op
 from edgekit.passes.lower import lower
+from edgekit.passes.overflow import check_overflow
 
 # Attributes passes and kernel preparation add; everything else is frontend semantics.
 _DERIVED_ATTRS = ("q", "kernel", "scratch_bytes", "overflow")
@@ -101,6 +102,8 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
     try:
         lower(ours, where)
         ours.meta = copy.deepcopy(graph.meta)
+        # the overflow pass derives q too (acc64, sum_cap on layers it widens or splits)
+        check_overflow(ours, where)
         for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
             theirs_q = theirs_op.attrs.get("q")
             if not isinstance(theirs_q, dict):
