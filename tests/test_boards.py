@@ -152,6 +152,24 @@ def test_every_board_builds_and_links(board: str, tiny: Path, tmp_path: Path) ->
         assert code.origin <= entry < code.origin + code.size
 
 
+BOARD_C = sorted(b for b in FIRMWARE_BOARDS if (load_board(b).path / "board.c").is_file())
+
+
+@pytest.mark.parametrize("board", BOARD_C)
+def test_board_firmware_compiles_without_warnings(board: str, tiny: Path, tmp_path: Path) -> None:
+    # the clock trees are register code nobody runs here: the compiler is its only reviewer
+    why = _toolchain(board)
+    if why:
+        pytest.skip(why)
+    out = tmp_path / board
+    build_project(tiny, board, out, compile_now=False)
+    cflags = re.search(r"^CFLAGS := (.*)$", (out / "Makefile").read_text(), re.M).group(1)
+    proc = subprocess.run(["make", "-C", str(out), f"CFLAGS={cflags} -Wextra -Werror"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "firmware.elf").is_file()
+
+
 @pytest.mark.parametrize("board, image_type", [("rpi-pico2", "42012110"),
                                                ("rpi-pico2-riscv", "42010111")])
 def test_pico2_image_carries_the_boot_rom_block(board: str, image_type: str, tiny: Path,
