@@ -183,12 +183,13 @@ def test_scatter_flat_lists_by_hand_and_in_c() -> None:
     from codegen.families.snn import flat_events, flat_layout
 
     # 3 outputs, 2 inputs, D = 4: input 0 -> out 2 (w -5, d 3), out 0 (w 7, d 1);
-    # input 1 -> out 1 (w 9, d 0). Entries per input sorted by d * 3 + i, weight byte on top.
+    # input 1 -> out 1 (w 9, d 0). Entries per input sorted by (d, i), weight byte on top; the
+    # target is i for d = 0 (the current) and (d - 1) * 3 + i for the D - 1 ring slots.
     w = np.array([[7, 0], [0, 9], [-5, 0]], np.int8)
     d = np.array([[1, 0], [0, 0], [3, 0]], np.uint8)
     got = flat_events(w, d, 4)
     assert got["starts"].tolist() == [0, 2, 3]
-    assert (got["events"].view(np.uint32)).tolist() == [3 | 7 << 24, 11 | 0xFB << 24, 1 | 9 << 24]
+    assert (got["events"].view(np.uint32)).tolist() == [0 | 7 << 24, 8 | 0xFB << 24, 1 | 9 << 24]
     # synapses with a delay below k, k = 0..4, per input: [k][j]
     assert got["splits"].reshape(5, 2).tolist() == [[0, 0], [0, 1], [1, 1], [1, 1], [2, 1]]
     assert flat_layout(w, d, 4)
@@ -197,7 +198,7 @@ def test_scatter_flat_lists_by_hand_and_in_c() -> None:
     c = compile_snn(graph, kernel="scatter")
     layouts = [sorted(op.attrs["q"]) for op in c.graph.ops if op.kind == ops.SYNAPSE]
     flat = ["events", "splits", "starts"]
-    assert layouts == [["offsets", "pairs"], flat, flat]
+    assert layouts == [["lens", "pairs", "starts"], flat, flat]
     x = np.random.default_rng(7).random((200, 45)) < 0.2
     model = SnnHostModel(c)
     model.reset()

@@ -4,11 +4,13 @@ Three ways to compute I_i(t) = sum_j W_ij s_j(t - d_ij), bit-identical by constr
 
 * dense: every synapse every step, reading the input's packed history ring at its delay. The
   reference: simple, cost independent of activity.
-* gather: the same input history ring; each step scans the D stored vectors, and for every spike
-  s_j(t - d) adds the synapses of input j whose delay is exactly d. Synapses are stored grouped
-  by (input, delay), so each is touched once per input spike.
-* scatter: event driven on the output side; a spike of input j at t adds each synapse's weight
-  into an accumulator ring at slot t + d, and step t reads and clears slot t.
+* gather: one history word per input (bit d: a spike d steps ago; up to 32 delays, beyond that
+  the dense kernel's ring of D input vectors); for every spike s_j(t - d) it adds the synapses
+  of input j whose delay is exactly d. Synapses are stored grouped by (input, delay), so each is
+  touched once per input spike.
+* scatter: event driven on the output side; step t hands its accumulator slot on as the current
+  and clears it, then a spike of input j adds each synapse's weight into the current (d = 0) or
+  into the slot of step t + d of a ring of D - 1 slots.
 
 The kernel is chosen per layer by edgekit.snn.cost (auto) or by the user; `prepare` adds the
 kernel's constants and declares its state tensors, which edgekit.snn.state places in the
@@ -30,6 +32,7 @@ TEMPLATES = {k: f"snn/synapse_{k}.c.j2" for k in KERNELS}
 NEURON_TEMPLATE = "snn/neuron.c.j2"
 INT16_MAX = (1 << 15) - 1
 PAIRED_MIN_GROUP = 4.0
+HISTORY_BITS = 32  # gather keeps one uint32 of spike history per input up to this many delays
 
 
 def _state(graph: Graph, op: Op, role: str, shape: tuple[int, ...], dtype: str) -> None:
@@ -46,15 +49,19 @@ def _const(graph: Graph, op: Op, role: str, data: np.ndarray) -> None:
 
 
 def synapse_groups(
-    weights: np.ndarray, delays: np.ndarray, max_delay: int, input_major: bool = False
-) -> dict[str, np.ndarray]:
+    weights: np.ndarray, delays: np.ndarray, max_delay: int, input_major: bool = False,
+    lengths: bool = False,
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Non-zero synapses grouped by (delay d, input j), each group sorted by output neuron.
 
     Group g = d * n_in + j spans entries offsets[g] .. offsets[g + 1] - 1. Delay-major order lets
-    gather walk one offsets row per history row. With `input_major` (scatter) the group is
-    g = j * max_delay + d instead: an input's groups are adjacent, so a spike walks one run of
-    offsets with no stride and no per-group delay counter. Zero weights are dropped: adding 0
-    changes nothing.
+    gather walk one offsets row per history row. With `input_major` the group is
+    g = j * max_delay + d instead: an input's groups are adjacent, so gather's per-input history
+    word finds group (j, d) at offsets[j * D + d], and scatter walks one run with no stride.
+    With `lengths` (scatter) the offsets become `starts` (input j's first entry, n_in values)
+    and `lens` (entries, or words when paired, of each group): a spike walks its run counting
+    each group down, with no end pointer to load and compare. Zero weights are dropped: adding
+    0 changes nothing.
 
     Up to 256 outputs, two synapses share one int32 `pairs` word, t0 | w0 << 8 | t1 << 16 |
     w1 << 24 (w as its two's-complement byte), so one load feeds two updates; groups are padded
@@ -64,7 +71,7 @@ def synapse_groups(
     """
     n_out, n_in = weights.shape
     i_idx, j_idx = np.nonzero(weights)
-    if input_major:
+    if input_major or lengths:
         group = j_idx.astype(np.int64) * max_delay + delays[i_idx, j_idx].astype(np.int64)
     else:
         group = delays[i_idx, j_idx].astype(np.int64) * n_in + j_idx.astype(np.int64)
@@ -73,7 +80,7 @@ def synapse_groups(
     tgt, wts, grp = i_idx[order], weights[i_idx, j_idx][order].astype(np.int64), group[order]
     paired = n_out <= 256 and paired_layout(counts)
     padded = counts + (counts & 1) if paired else counts.copy()
-    if paired or input_major:
+    if paired or lengths:
         # the kernels walk such groups with a do-while: every group holds at least one entry
         # (a (0, 0) entry adds 0 to neuron 0), so no group pays an entry test. Gather's unpaired
         # groups (tiny ones, mostly) keep the test: padding them would cost more
@@ -83,45 +90,52 @@ def synapse_groups(
     first = np.concatenate([[0], np.cumsum(counts)])[:-1]
     pos = starts[:-1][grp] + (np.arange(grp.size) - first[grp])
     entries[pos, 0], entries[pos, 1] = tgt, wts
+    out: dict[str, np.ndarray] = {}
     if paired:
         e = entries.reshape(-1, 4)  # two entries per word
         words = e[:, 0] | (e[:, 1] & 0xFF) << 8 | e[:, 2] << 16 | (e[:, 3] & 0xFF) << 24
         offsets = starts // 2
-        off_dtype = np.int16 if offsets[-1] <= INT16_MAX else np.int32
-        return {
-            "offsets": offsets.astype(off_dtype),
-            "pairs": words.astype(np.uint32).view(np.int32),
-        }
-    offsets, tgt, wts = starts, entries[:, 0], entries[:, 1]
+        out["pairs"] = words.astype(np.uint32).view(np.int32)
+    else:
+        offsets = starts
+        tgt_dtype = np.uint8 if n_out <= 256 else (np.int16 if n_out <= INT16_MAX + 1 else np.int32)
+        out["targets"] = entries[:, 0].astype(tgt_dtype)
+        out["weights"] = entries[:, 1].astype(np.int8)
     off_dtype = np.int16 if offsets[-1] <= INT16_MAX else np.int32
-    tgt_dtype = np.uint8 if n_out <= 256 else (np.int16 if n_out <= INT16_MAX + 1 else np.int32)
-    return {
-        "offsets": offsets.astype(off_dtype),
-        "targets": tgt.astype(tgt_dtype),
-        "weights": wts.astype(np.int8),
-    }
+    if lengths:
+        lens = np.diff(offsets)
+        top = int(lens.max(initial=0))
+        len_dtype = np.uint8 if top <= 255 else (np.int16 if top <= INT16_MAX else np.int32)
+        out["starts"] = offsets[:-1:max_delay].astype(off_dtype)
+        out["lens"] = lens.astype(len_dtype)
+    else:
+        out["offsets"] = offsets.astype(off_dtype)
+    return out
 
 
 def flat_events(weights: np.ndarray, delays: np.ndarray, max_delay: int) -> dict[str, np.ndarray]:
     """Scatter's layout for layers whose (input, delay) groups are tiny: one list per input.
 
-    Input j's synapses are entries starts[j] .. starts[j + 1] - 1, one int32 each: the
-    accumulator index d * n_out + i in the low 24 bits and the weight's two's-complement byte in
-    the top 8, sorted by that index (so by delay). A spike then walks one list instead of opening
-    D mostly empty groups. splits[k * n_in + j] counts input j's synapses with a delay below k:
-    at ring head h the first splits[(D - h) * n_in + j] land in slots h + d and the rest wrap
-    around to h + d - D, so the ring end costs no test per synapse.
+    Input j's synapses are entries starts[j] .. starts[j + 1] - 1, one int32 each, sorted by
+    (d, i): the weight's two's-complement byte in the top 8 bits and in the low 24 the target,
+    i for d = 0 (added straight into the step's current) and (d - 1) * n_out + i for d >= 1 (an
+    index into the D - 1 ring slots after the current one). splits[k * n_in + j] counts input
+    j's synapses with a delay below k: the first splits[n_in + j] go to the current, and at ring
+    head h those below splits[(D - 1 - h) * n_in + j] land in slots h + d, the rest wrap around
+    to h + d - (D - 1), so the ring end costs no test per synapse.
     """
     n_out, n_in = weights.shape
     i_idx, j_idx = np.nonzero(weights)
-    slot = delays[i_idx, j_idx].astype(np.int64) * n_out + i_idx
+    dl = delays[i_idx, j_idx].astype(np.int64)
+    slot = dl * n_out + i_idx
     order = np.lexsort((slot, j_idx))
     w = weights[i_idx, j_idx].astype(np.int64)[order]
-    words = slot[order] | (w & 0xFF) << 24
+    target = (np.maximum(dl - 1, 0) * n_out + i_idx)[order]
+    words = target | (w & 0xFF) << 24
     starts = np.concatenate([[0], np.cumsum(np.bincount(j_idx, minlength=n_in))])
     off_dtype = np.int16 if starts[-1] <= INT16_MAX else np.int32
     below = np.zeros((n_in, max_delay + 1), np.int64)
-    np.add.at(below, (j_idx, delays[i_idx, j_idx].astype(np.int64) + 1), 1)
+    np.add.at(below, (j_idx, dl + 1), 1)
     below = np.cumsum(below, axis=1)
     top = int(below.max(initial=0))
     split_dtype = np.uint8 if top <= 255 else (np.int16 if top <= INT16_MAX else np.int32)
@@ -185,9 +199,15 @@ def prepare_gather(graph: Graph, op: Op) -> None:
     op.attrs["q"] = {}
     op.attrs["state"] = {}
     w, d, dmax = _operands(graph, op)
-    for role, arr in synapse_groups(w, d, dmax).items():
+    words = dmax <= HISTORY_BITS
+    for role, arr in synapse_groups(w, d, dmax, input_major=words).items():
         _const(graph, op, role, arr)
-    _history(graph, op)
+    if words:
+        # one word per input, bit d set when it spiked d steps ago: a step shifts each word and
+        # opens only the groups of set bits, instead of scanning D rows of the whole input
+        _state(graph, op, "hist", (int(op.attrs["n_in"]),), "int32")
+    else:
+        _history(graph, op)
 
 
 def prepare_scatter(graph: Graph, op: Op) -> None:
@@ -195,12 +215,14 @@ def prepare_scatter(graph: Graph, op: Op) -> None:
     op.attrs["state"] = {}
     w, d, dmax = _operands(graph, op)
     flat = flat_layout(w, d, dmax)
-    layout = flat_events(w, d, dmax) if flat else synapse_groups(w, d, dmax, input_major=True)
+    layout = flat_events(w, d, dmax) if flat else synapse_groups(w, d, dmax, lengths=True)
     for role, arr in layout.items():
         _const(graph, op, role, arr)
     n_out = int(op.attrs["n_out"])
-    _state(graph, op, "ring", (dmax * n_out,), scatter_acc_dtype(w))
-    _state(graph, op, "head", (1,), "int32")
+    if dmax > 1:
+        # slots for steps t + 1 .. t + D - 1 only: delay-0 synapses add into the step's current
+        _state(graph, op, "ring", ((dmax - 1) * n_out,), scatter_acc_dtype(w))
+        _state(graph, op, "head", (1,), "int32")
 
 
 PREPARE: dict[str, Callable[[Graph, Op], None]] = {

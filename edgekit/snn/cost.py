@@ -20,16 +20,18 @@ from edgekit.snn.golden import GoldenSnn
 # instructions per unit of work (Cortex-M4, -O2), fitted to bench/snn.py's per-layer counts
 DENSE_SYNAPSE = 14.0  # one synapse of the dense kernel: delay, ring row, bit test, multiply-add
 DENSE_NEURON = 10.0  # per output neuron of the dense kernel
-ROW_WORD = 22.0  # gather: one 32-bit word of one history row scanned, with the row set-up
-GATHER_GROUP = 13.0  # gather: one (spike, delay) group opened, once per history row it sits in
-SCATTER_GROUP = 6.0  # scatter: one (spike, delay) group of an input's run, all at the spike
+HIST_INPUT = 8.0  # gather, D <= 32: one input's history word shifted, stored and tested
+ROW_WORD = 22.0  # gather, D > 32: one 32-bit word of one history row scanned, with the row set-up
+GATHER_GROUP = 14.0  # gather: one (spike, delay) group opened, once per step it is in the window
+SCATTER_GROUP = 4.0  # scatter: one (spike, delay) group of an input's run, all at the spike
+SCATTER_SPIKE = 40.0  # scatter: one input spike's run set up (its d = 0 group, the wrap point)
 EVENT_SYNAPSE = 7.0  # one synapse touched by an event (target and weight, load, add, store)
 EVENT_PAIRED = 5.8  # the same with two synapses per word (one SXTAB on Armv7E-M), padding included
 SLOT_NEURON = 2.5  # scatter: hand on and clear one accumulator of the current slot (four a round)
-FLAT_SPIKE = 15.0  # scatter, flat lists (tiny groups): one input spike's list opened
+FLAT_SPIKE = 50.0  # scatter, flat lists (tiny groups): one input spike's list opened
 FLAT_EVENT = 7.5  # scatter, flat lists: one synapse (the ring end is split off per spike)
-CLEAR_NEURON = 0.5  # gather: zeroing one current before accumulating
-STEP_FIXED = 40.0  # call, ring head, copy of the input vector
+CLEAR_NEURON = 1.25  # gather: zeroing one current before accumulating (four a round)
+STEP_FIXED = 40.0  # call, ring head, input words
 
 
 @dataclass
@@ -41,10 +43,17 @@ class LayerChoice:
 
 
 def state_bytes(layer: ops.Layer, kernel: str) -> int:
+    """Bytes of a kernel's delay state, as codegen.families.snn declares it (4-byte aligned)."""
+    from codegen.families.snn import HISTORY_BITS, scatter_acc_dtype
+
     if kernel == "scatter":
-        worst = int(np.abs(layer.weights.astype(np.int64)).sum(axis=1).max(initial=0))
-        width = 2 if worst <= (1 << 15) - 1 else 4
-        return layer.max_delay * layer.n_out * width + 4
+        if layer.max_delay == 1:
+            return 0  # every synapse adds into the step's current: no ring
+        width = 2 if scatter_acc_dtype(layer.weights) == "int16" else 4
+        ring = (layer.max_delay - 1) * layer.n_out * width
+        return (ring + 3) // 4 * 4 + 4
+    if kernel == "gather" and layer.max_delay <= HISTORY_BITS:
+        return 4 * layer.n_in  # one history word per input
     return layer.max_delay * ops.packed_bytes(layer.n_in) + 4
 
 
@@ -61,7 +70,7 @@ def input_rates(graph: Graph, rate: float, steps: int = 200, seed: int = 0) -> l
 
 def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
     """Instructions per step of each kernel's synapse op, given per-input spike rates."""
-    from codegen.families.snn import flat_layout, paired_layout
+    from codegen.families.snn import HISTORY_BITS, flat_layout, paired_layout
 
     nz = layer.weights != 0
     fanout = nz.sum(axis=0).astype(np.float64)  # non-zero synapses per input
@@ -76,12 +85,13 @@ def estimate(layer: ops.Layer, rates: np.ndarray) -> dict[str, float]:
     if flat_layout(layer.weights, layer.delays, dmax):
         scatter_events = spikes * FLAT_SPIKE + synapses * FLAT_EVENT
     else:
-        scatter_events = spikes * dmax * SCATTER_GROUP + events
+        scatter_events = spikes * (SCATTER_SPIKE + dmax * SCATTER_GROUP) + events
+    history = layer.n_in * HIST_INPUT if dmax <= HISTORY_BITS else dmax * words * ROW_WORD
     return {
         "dense": STEP_FIXED + layer.n_out * (DENSE_NEURON + layer.n_in * DENSE_SYNAPSE),
         "gather": STEP_FIXED
         + layer.n_out * CLEAR_NEURON
-        + dmax * words * ROW_WORD
+        + history
         + spikes * dmax * GATHER_GROUP
         + events,
         "scatter": STEP_FIXED + layer.n_out * SLOT_NEURON + words * ROW_WORD + scatter_events,
