@@ -218,6 +218,25 @@ def test_mixed_kernels_and_hidden_spikes() -> None:
     assert all(s.any() for s in ref.spikes)
 
 
+@pytest.mark.parametrize("dmax,state", [(31, "hist"), (32, "hist"), (33, "ring")])
+def test_gather_history_words_up_to_32_delays(dmax: int, state: str) -> None:
+    # one history word per input holds delays 0..31 (31: masked to D bits, 32: the whole word);
+    # beyond, gather falls back to the ring of D packed input rows
+    graph = quantize(_random_net(dmax, [37, 40, 6], dmax), f"hist{dmax}")
+    c = compile_snn(graph, kernel="gather")
+    syn = [op for op in c.graph.ops if op.kind == ops.SYNAPSE]
+    assert all(set(op.attrs["state"]) == {state} | ({"head"} if state == "ring" else set())
+               for op in syn)  # fmt: skip
+    x = np.random.default_rng(dmax).random((3 * dmax + 10, 37)) < 0.2
+    expect = _golden_with_reset(graph, x, dmax + 5)
+    assert expect.any()
+    model = SnnHostModel(c)
+    model.reset()
+    first = model.run(x[: dmax + 5])
+    model.reset()
+    np.testing.assert_array_equal(np.concatenate([first, model.run(x[dmax + 5 :])]), expect)
+
+
 def test_step_api_equals_batch_api_and_golden_chunks() -> None:
     graph = quantize(_random_net(5, [30, 40, 6], 11), "api")
     x = np.random.default_rng(5).random((70, 30)) < 0.3
