@@ -7,7 +7,10 @@ Networks are random SNN-delays checkpoints whose BatchNorm statistics are measur
 activity at 5% input (edgekit.snn.synthetic), so hidden layers fire as a trained network's
 would to the first order (the hidden rates are printed: cost follows them). Every measured run is
 also checked bit for bit against the golden model. Counts are exact executed instructions under
-QEMU -icount, per 10 ms step, after one delay length of warm-up; RAM is the model's state
+QEMU -icount, per 10 ms step, after one delay length of warm-up. The step total comes from a
+plain run; the per-layer figures from the harness's layer-by-layer replay, which first copies
+the state into a snapshot (about 4 instructions a byte, once per 64-step sample) and so would
+inflate the total by more for more state. RAM is the model's state
 (membranes, delay lines) plus its per-step activations; weights and delays stay in flash.
 """
 
