@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.ir.graph import MAX_RANK
 from edgekit.snn.model import FloatLayer, FloatSnn
+from edgekit.snn.nir_check import MAX_DATASET_ELEMENTS, MAX_NIR_BYTES, MAX_TOTAL_ELEMENTS
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "time_step": 10.0,
@@ -38,6 +41,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 CONFIG_REQUIRED = ("n_inputs", "n_hidden_layers", "n_hidden_neurons", "n_outputs", "max_delay")
 # a readout threshold at or above this is SNN-delays' "never spike" (it uses 1e9)
 UNREACHABLE_THRESHOLD = 1e6
+_CONFIG_INTS = (
+    ("n_inputs", 1, 1 << 24),
+    ("n_hidden_layers", 0, 64),
+    ("n_hidden_neurons", 1, 1 << 24),
+    ("n_outputs", 1, 1 << 24),
+    ("max_delay", 1, 256),  # FloatLayer's range
+)
+_CONFIG_FLOATS = ("time_step", "init_tau", "v_threshold", "output_v_threshold", "bn_eps")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -67,8 +78,25 @@ def check_config(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             f"spiking_neuron_type '{cfg['spiking_neuron_type']}' is not supported", where,
             hint="lif, plif or heaviside",
         )  # fmt: skip
-    if int(cfg.get("kernel_count", 1)) != 1:
+    if cfg.get("kernel_count", 1) != 1:
         raise EdgekitError("only kernel_count = 1 (one delay per synapse) is supported", where)
+    # a config is JSON from anywhere: types and ranges before any of it sizes an array
+    for key, lo, hi in _CONFIG_INTS:
+        v = cfg[key]
+        whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+        if isinstance(v, bool) or not whole or not lo <= v <= hi:
+            raise EdgekitError(f"config {key} must be a whole number in [{lo}, {hi:,}]", where)
+        cfg[key] = int(v)
+    for key in _CONFIG_FLOATS:
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not -1e300 < v < 1e300:
+            raise EdgekitError(f"config {key} must be a finite number, not {v!r}", where)
+        cfg[key] = float(v)
+    if cfg["time_step"] <= 0 or cfg["bn_eps"] < 0:
+        raise EdgekitError("config time_step must be positive and bn_eps not negative", where)
+    for key in ("use_batchnorm", "bias"):
+        if not isinstance(cfg[key], bool):
+            raise EdgekitError(f"config {key} must be true or false", where)
     return cfg
 
 
@@ -89,33 +117,166 @@ def tau_steps(cfg: dict[str, Any]) -> float:
     return max(steps, 1.0)
 
 
-def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """A checkpoint's tensors as numpy arrays: .npz directly, .pt/.pth through torch."""
-    p = Path(path)
-    if not p.is_file():
-        raise EdgekitError("checkpoint not found", str(p))
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
+_MAX_CKPT_RANK = MAX_RANK  # the IR's limit; SNN-delays needs 4 (P is [1, out, in, 1])
+_MAX_CKPT_ENTRIES = 4096  # an SNN-delays state dict has a few dozen
+_NPY_HEADER_BYTES = 1 << 16  # a .npy header is a short dict literal; numpy's own cap is 10,000
+_NUMERIC = "biuf"  # bool, signed, unsigned, float
+
+
+def _bad(what: str, where: str, hint: str | None = None) -> EdgekitError:
+    return EdgekitError(f"malformed checkpoint: {what}", where, hint)
+
+
+def _check_array_decl(
+    key: str, shape: tuple[int, ...], dtype: np.dtype, where: str, total: list[int]
+) -> int:
+    """The element count of one declared array, after the limits the NIR reader applies."""
+    if dtype.kind not in _NUMERIC or dtype.hasobject or dtype.fields is not None:
+        raise _bad(f"'{key}' has type {dtype}, not a plain number type", where)
+    if len(shape) > _MAX_CKPT_RANK:
+        raise _bad(f"'{key}' has rank {len(shape)}, more than {_MAX_CKPT_RANK}", where)
+    if any(type(d) is not int or d < 0 for d in shape):
+        raise _bad(f"'{key}' declares the shape {list(shape)}", where)
+    n = math.prod(shape)
+    if n > MAX_DATASET_ELEMENTS:
+        raise _bad(
+            f"'{key}' declares {n:,} elements, more than {MAX_DATASET_ELEMENTS:,}", where
+        )
+    total[0] += n
+    if total[0] > MAX_TOTAL_ELEMENTS:
+        raise _bad(f"the arrays declare more than {MAX_TOTAL_ELEMENTS:,} elements", where)
+    return n
+
+
+def _zip_members(p: Path, where: str) -> list[zipfile.ZipInfo]:
+    """The members of a zip container, checked from its central directory before any is read."""
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise EdgekitError(f"cannot read the checkpoint ({exc.strerror})", where) from None
+    if size > MAX_NIR_BYTES:
+        raise _bad(f"the file is larger than {MAX_NIR_BYTES >> 20} MB", where)
+    try:
+        with zipfile.ZipFile(p) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _bad(f"not a readable zip container ({exc})", where) from None
+    if len(infos) > _MAX_CKPT_ENTRIES:
+        raise _bad(f"{len(infos):,} members, more than {_MAX_CKPT_ENTRIES:,}", where)
+    # the uncompressed sizes are what reading allocates; zipfile stops at the declared size and
+    # checks the CRC, so a member that inflates past its declaration is an error, not a bomb
+    limit = MAX_TOTAL_ELEMENTS * 8 + len(infos) * _NPY_HEADER_BYTES
+    if sum(i.file_size for i in infos) > limit:
+        raise _bad(f"the members unpack to more than {limit >> 20} MB", where)
+    return infos
+
+
+def _read_npz(p: Path, where: str) -> dict[str, np.ndarray]:
+    infos = _zip_members(p, where)
+    out: dict[str, np.ndarray] = {}
+    total = [0]
+    try:
+        with zipfile.ZipFile(p) as z:
+            for info in infos:
+                if not info.filename.endswith(".npy") or info.is_dir():
+                    raise _bad(f"member '{info.filename}' is not a .npy array", where)
+                key = info.filename[: -len(".npy")]
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, fortran, dtype = header(f, max_header_size=_NPY_HEADER_BYTES)
+                    start = f.tell()
+                n = _check_array_decl(key, tuple(shape), np.dtype(dtype), where, total)
+                if info.file_size != start + n * np.dtype(dtype).itemsize:
+                    raise _bad(
+                        f"'{key}' holds {info.file_size - start:,} data bytes, its header "
+                        f"declares {n * np.dtype(dtype).itemsize:,}",
+                        where,
+                    )
+                with z.open(info) as f:
+                    arr = np.lib.format.read_array(
+                        f, allow_pickle=False, max_header_size=_NPY_HEADER_BYTES
+                    )
+                out[key] = np.asarray(arr)
+    except EdgekitError:
+        raise
+    except Exception as exc:  # zipfile, zlib and numpy raise many types on a corrupt member
+        raise _bad(f"{type(exc).__name__}: {exc}", where) from None
+    return out
+
+
+def _read_pt(p: Path, where: str) -> dict[str, np.ndarray]:
+    infos = _zip_members(p, where)
+    if not any(i.filename.endswith("data.pkl") for i in infos):
+        raise _bad(
+            "not a zip-format torch file (no data.pkl)",
+            where,
+            hint="save it with torch.save from torch >= 1.6, or as .npz",
+        )
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        # torch.save stores every record uncompressed; a compressed one could inflate in C
+        raise _bad("compressed members (torch.save writes them uncompressed)", where)
     try:
         import torch
     except ImportError:
         raise EdgekitError(
             "reading a .pt checkpoint needs torch",
-            str(p),
+            where,
             hint="pip install torch, or save the state dict as .npz "
             "(numpy.savez(path, **{k: v.numpy() for k, v in sd.items()}))",
         ) from None
     try:
+        # weights_only: a restricted unpickler (tensors, containers, numbers), never arbitrary
+        # code; torch checks each storage against its record's size
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise EdgekitError(f"torch could not read the checkpoint: {exc}", str(p)) from None
+        raise EdgekitError(f"torch could not read the checkpoint: {exc}", where) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict):
-        raise EdgekitError("the checkpoint is not a state dict", str(p))
-    return {str(k): v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+        raise EdgekitError("the checkpoint is not a state dict", where)
+    if len(obj) > _MAX_CKPT_ENTRIES:
+        raise _bad(f"{len(obj):,} entries, more than {_MAX_CKPT_ENTRIES:,}", where)
+    out: dict[str, np.ndarray] = {}
+    total = [0]
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        key = str(k)
+        try:
+            # a view may declare far more elements than its storage holds (stride 0): the
+            # declared shape is checked before anything is copied out of it
+            dtype = np.dtype(torch.empty((), dtype=v.dtype).numpy().dtype)
+        except Exception:
+            raise _bad(f"'{key}' has type {v.dtype}, not a plain number type", where) from None
+        _check_array_decl(key, tuple(int(d) for d in v.shape), dtype, where, total)
+        try:
+            out[key] = np.array(v.detach().cpu().numpy(), copy=True)
+        except Exception as exc:  # sparse, quantized or meta tensors have no plain array
+            raise _bad(f"'{key}' is not a dense tensor ({exc})", where) from None
+    return out
+
+
+def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """A checkpoint's tensors as numpy arrays: .npz directly, .pt/.pth through torch.
+
+    Both are zip files. Before anything is unpacked, the member sizes are checked; every
+    declared shape is checked (rank, elements per array and in all, numeric type) before its
+    data is read; a .npy's data must be exactly as long as its header says. The limits are the
+    NIR reader's (edgekit/snn/nir_check.py). Every problem is one EdgekitError naming the file.
+    """
+    p = Path(path)
+    where = str(p)
+    if not p.is_file():
+        raise EdgekitError("checkpoint not found", where)
+    if p.suffix == ".npz":
+        return _read_npz(p, where)
+    return _read_pt(p, where)
 
 
 def dcls_delays(positions: np.ndarray, max_delay: int) -> np.ndarray:
@@ -155,33 +316,42 @@ def from_snn_delays(
     max_sig = 0.0
     for k, idx in enumerate(dcls):
         m = mods[idx]
-        w, pos = m["weight"], m["P"]
         n_out, n_in = sizes[k + 1], sizes[k]
         what = f"{where}: {prefix}{idx}"
-        if w.shape != (n_out, n_in, 1) or pos.shape != (1, n_out, n_in, 1):
+        if m["weight"].shape != (n_out, n_in, 1) or m["P"].shape != (1, n_out, n_in, 1):
             raise EdgekitError(
-                f"{what}: weight {list(w.shape)} / P {list(pos.shape)}, expected "
+                f"{what}: weight {list(m['weight'].shape)} / P {list(m['P'].shape)}, expected "
                 f"[{n_out}, {n_in}, 1] / [1, {n_out}, {n_in}, 1] (kernel_count 1)"
             )
+        # NaN positions or weights would pass every later range check (and NaN -> int64 is
+        # undefined): every number read from the checkpoint must be real and finite
+        w, pos = _real(m["weight"], what, "weight"), _real(m["P"], what, "P")
         if "SIG" in m:
-            max_sig = max(max_sig, float(np.abs(m["SIG"]).max(initial=0.0)))
+            max_sig = max(max_sig, float(np.abs(_real(m["SIG"], what, "SIG")).max(initial=0.0)))
         nxt = min([i for i in dcls if i > idx] + [max(mods) + 1])
         between = [mods[i] for i in sorted(mods) if idx < i < nxt]
         gain = np.ones(n_out)
-        offset = m["bias"].astype(np.float64) if "bias" in m else np.zeros(n_out)
+        offset = _vector(m, "bias", n_out, what, 0.0)
         bn = next((b for b in between if "running_mean" in b), None)
         if cfg["use_batchnorm"] and k < n_layers - 1 and bn is None:
             raise EdgekitError(f"{what}: use_batchnorm is set but no BatchNorm1d follows")
         if bn is not None:
             eps = float(cfg["bn_eps"])
-            gamma = bn.get("weight", np.ones(n_out)).astype(np.float64)
-            beta_bn = bn.get("bias", np.zeros(n_out)).astype(np.float64)
-            scale = gamma / np.sqrt(bn["running_var"].astype(np.float64) + eps)
-            offset = (offset - bn["running_mean"].astype(np.float64)) * scale + beta_bn
+            gamma = _vector(bn, "weight", n_out, what + " BatchNorm1d", 1.0)
+            beta_bn = _vector(bn, "bias", n_out, what + " BatchNorm1d", 0.0)
+            var = _vector(bn, "running_var", n_out, what + " BatchNorm1d", None) + eps
+            if not np.all(var > 0):
+                raise EdgekitError(f"{what} BatchNorm1d: running_var + eps must be positive")
+            scale = gamma / np.sqrt(var)
+            mean = _vector(bn, "running_mean", n_out, what + " BatchNorm1d", None)
+            offset = (offset - mean) * scale + beta_bn
             gain = scale
+            if not (np.all(np.isfinite(gain)) and np.all(np.isfinite(offset))):
+                raise EdgekitError(f"{what} BatchNorm1d: the folded scale or offset overflows")
         plif = next((b["w"] for b in between if "w" in b and b["w"].size == 1), None)
         if kind == "plif" and plif is not None:
-            beta = 1.0 - 1.0 / (1.0 + math.exp(-float(plif.reshape(-1)[0])))
+            w_plif = float(_real(plif, what, "PLIF w").reshape(-1)[0])
+            beta = 1.0 - 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, w_plif))))
         elif kind == "heaviside":
             beta = 0.0
         else:
@@ -191,8 +361,8 @@ def from_snn_delays(
         neuron = "li" if last and (thr >= UNREACHABLE_THRESHOLD or kind == "heaviside") else "lif"
         layers.append(
             FloatLayer(
-                weight=w[:, :, 0].astype(np.float64),
-                delay=dcls_delays(pos[0, :, :, 0].astype(np.float64), dmax),
+                weight=w[:, :, 0],
+                delay=dcls_delays(pos[0, :, :, 0], dmax),
                 max_delay=dmax,
                 neuron=neuron,
                 beta=np.full(n_out, beta),
@@ -209,6 +379,21 @@ def from_snn_delays(
     except ValueError as exc:
         raise EdgekitError(f"invalid network: {exc}", where) from None
     return net
+
+
+def _vector(
+    module: dict[str, np.ndarray], key: str, n: int, what: str, default: float | None
+) -> np.ndarray:
+    """A per-neuron parameter of shape (n,), real and finite; `default` when absent (None:
+    required)."""
+    if key not in module:
+        if default is None:
+            raise EdgekitError(f"{what}: {key} is missing")
+        return np.full(n, default)
+    arr = _real(module[key], what, key)
+    if arr.shape != (n,):
+        raise EdgekitError(f"{what}: {key} has shape {list(arr.shape)}, expected [{n}]")
+    return arr
 
 
 def read_snn_delays(ckpt: str | Path, config: str | Path | dict[str, Any]) -> FloatSnn:
