@@ -96,7 +96,8 @@ def test_unsupported_ops_are_listed_in_one_error(tmp_path: Path) -> None:
         (["generate", "missing.tflite", "-o", "x"], "model file not found"),
         (["report", "garbage.tflite"], "not a readable TFLite flatbuffer"),
         (["inspect", "garbage.tflite"], "not a readable TFLite flatbuffer"),
-        (["verify", "garbage.ekir"], "verification compares with TFLite Micro"),
+        # verify reads the .ekir (its own precision) first, so a corrupt one is named as such
+        (["verify", "garbage.ekir"], "garbage.ekir: .ekir format version 0.0 is not supported"),
     ],
 )
 def test_bad_input_gives_one_clean_error(tmp_path: Path, args: list[str], message: str) -> None:
@@ -107,6 +108,15 @@ def test_bad_input_gives_one_clean_error(tmp_path: Path, args: list[str], messag
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("edgekit: error:")
+
+
+def test_verify_of_an_int8_ekir_asks_for_the_tflite_reference(dscnn: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    assert edgekit("generate", str(dscnn), "-o", str(out), cwd=tmp_path).returncode == 0
+    proc = edgekit("verify", str(out / "model.ekir"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "verification compares with TFLite Micro, which needs the .tflite model" in proc.stderr
+    assert "--reference model.tflite" in proc.stderr
 
 
 def test_foreign_output_folder_is_refused_without_force(dscnn: Path, tmp_path: Path) -> None:
