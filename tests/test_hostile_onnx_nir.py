@@ -44,7 +44,9 @@ FUZZ = _fuzz_module()
 ONNX_REGRESSIONS = [0, 4, 16, 20, 27, 29, 34, 43, 55, 60, 61, 132, 136, 184, 214, 218, 223, 224,
                     265, 311, 322, 333, 408, 438, 442, 460, 470, 509,  # 442: a Range of 10^8
                     13188,  # a constant Conv with pads of 2^24
-                    43117]  # a Conv whose group attribute is a float infinity
+                    43117,  # a Conv whose group attribute is a float infinity
+                    74957,  # a constant AveragePool with a stride of -2^31: 384 GiB
+                    83353]  # a constant Tile of an empty input: an object array of Nones
 # 410 ... 10645: membrane scales outside [1e-30, 1e30] escaped the quantizer as ValueError
 NIR_REGRESSIONS = [1, 75, 142, 149, 153, 224, 236, 242, 253, 259, 267, 296, 410, 510, 658, 980,
                    1204, 1572, 1578, 2719, 2878, 3071,

@@ -139,6 +139,24 @@ def test_a_layer_even_int64_cannot_save_is_refused_with_every_layer_listed() -> 
     assert "int64" in (info.value.hint or "")  # says what edgekit widens, and what to do
 
 
+def test_a_sum_whose_rescale_is_beyond_the_64_bit_requantization_is_refused_not_widened() -> None:
+    """TFLite's int64 requantization takes shifts up to 7 (15 - shift is its right shift): an
+    overflowing sum rescaled by 2^20 cannot be widened and must be one clean error (fuzz cases
+    such as ekir:73394 crashed the pass with a negative shift count at shifts above 15)."""
+    b = TFLiteBuilder()
+    x = b.tensor("x", [1, K_POS + 1], np.int8, 1.0, -128)
+    w = b.const("w", np.full((1, K_POS + 1), 127, np.int8), 1.0, 0)
+    bias = b.const("b", np.zeros(1, np.int32), 1.0, 0)
+    y = b.tensor("y", [1, 1], np.int8, 2.0**-20, 0)  # real multiplier 2^20: shift 21
+    b.op("FULLY_CONNECTED", [x, w, bias], [y])
+    b.inputs([x])
+    b.outputs([y])
+    with pytest.raises(EdgekitError) as info:
+        compile_graph(read_tflite(b.finish(), "fc", "fc"))
+    assert "#0 op0_fully_connected: the int32 accumulator" in info.value.what, info.value.what
+    assert "not widened to int64: requantization shift 21 (channel 0)" in info.value.what
+
+
 def test_widened_layers_compute_the_exact_sum_on_an_optimised_target(tmp_path: Path) -> None:
     model, expect = _adversarial_model()
     compiled = compile_graph(read_tflite(model, "adv", "adv"), target="cortex-m4")

@@ -26,6 +26,7 @@ from edgekit.frontends.onnx_check import (
     check_external_locations,
     check_model,
     check_shape,
+    fold_problem,
     fold_size,
 )
 from edgekit.ir.graph import Graph, Op, Tensor
@@ -150,12 +151,18 @@ class _Converter:
             ins = [i for i in node.input if i]
             if node.domain not in ("", "ai.onnx") or not all(i in self.consts for i in ins):
                 continue
+            self._check_foldable(idx, node)
             size = fold_size(node, {i: self.consts[i] for i in ins}, _attrs(node))
             if size is not None and size > MAX_FOLD_ELEMENTS:
                 raise self.error(
                     f"node #{idx} {node.op_type} '{node.name}': folding it would make "
                     f"{size:,} elements (limit {MAX_FOLD_ELEMENTS:,})"
                 )
+
+    def _check_foldable(self, idx: int, node: Any) -> None:
+        problem = fold_problem(node, _attrs(node))
+        if problem is not None:
+            raise self.error(f"node #{idx} {node.op_type} '{node.name}': {problem}")
 
     def _infer_shapes(self) -> None:
         import onnx
@@ -229,6 +236,7 @@ class _Converter:
                 and all(i in self.consts for i in ins)
             ):
                 feeds = {i: self.consts[i] for i in ins}
+                self._check_foldable(idx, node)
                 size = fold_size(node, feeds, _attrs(node))
                 if size is not None and size > MAX_FOLD_ELEMENTS:
                     # the reference evaluator would allocate it before anything could refuse
@@ -247,7 +255,13 @@ class _Converter:
                 continue
             for out, v in zip(node.output, value, strict=False):
                 if out:
-                    self.consts[out] = np.asarray(v)
+                    arr = np.asarray(v)
+                    if arr.dtype.kind not in "biuf":
+                        raise self.error(
+                            f"node #{idx} {node.op_type} '{node.name}': folding it gives "
+                            f"{arr.dtype} values, not numbers"
+                        )
+                    self.consts[out] = arr
             folded = True
         self.nodes = kept
         return folded

@@ -154,6 +154,33 @@ def _values(feeds: dict[str, np.ndarray], name: str) -> np.ndarray | None:
     return feeds.get(name) if name else None
 
 
+#: ops whose window attributes the reference evaluator loops or allocates by
+_WINDOW_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "AveragePool",
+                         "MaxPool", "LpPool", "MaxUnpool", "DeformConv", "Col2Im"})
+_WINDOW_ATTRS = ("kernel_shape", "strides", "dilations")
+#: a window dimension, stride or dilation beyond this is refused before folding
+MAX_WINDOW = 1 << 16
+
+
+def fold_problem(node: Any, attrs: dict[str, Any]) -> str | None:
+    """Why `node` must not be handed to the reference evaluator, or None.
+
+    The evaluator trusts its node: a missing data input becomes None (numpy then tiles or
+    broadcasts an object array of Nones), and a negative stride or a huge dilation sizes its
+    output and im2col arrays by it."""
+    if node.input and not node.input[0] and node.op_type != "Loop":
+        return "its first (data) input is empty"
+    if node.op_type in _WINDOW_OPS:
+        for key in _WINDOW_ATTRS:
+            v = attrs.get(key)
+            if v is None:
+                continue
+            vals = list(v) if isinstance(v, list | tuple) else [v]
+            if not all(isinstance(a, int) and 1 <= a <= MAX_WINDOW for a in vals):
+                return f"{key} {vals} must be integers from 1 to {MAX_WINDOW:,}"
+    return None
+
+
 def fold_size(node: Any, feeds: dict[str, np.ndarray], attrs: dict[str, Any]) -> int | None:
     """An upper bound of the elements the reference evaluator allocates for `node` given its
     constant inputs, for the ops whose output can be much larger than their inputs; None when
@@ -176,6 +203,8 @@ def fold_size(node: Any, feeds: dict[str, np.ndarray], attrs: dict[str, Any]) ->
         return math.prod(max(abs(p), abs(q), 1) for p, q in zip(a, b, strict=True))
     if op == "Tile" and len(x) > 1 and x[0] is not None and x[1] is not None:
         return max(x[0].size, 1) * prod(np.abs(np.asarray(x[1], dtype=np.float64)))
+    if op == "Tile" and len(x) > 1 and x[1] is not None:
+        return prod(np.abs(np.asarray(x[1], dtype=np.float64)))
     if op == "Range" and len(x) > 2 and all(v is not None for v in x[:3]):
         start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in x[:3])
         if not all(math.isfinite(v) for v in (start, limit, delta)) or delta == 0:

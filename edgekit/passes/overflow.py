@@ -149,7 +149,7 @@ def _reduction(graph: Graph, op: Op, w: np.ndarray, v_lo: int, v_hi: int) -> lis
         for c in range(channels):
             acc = Bound(int(lo[c]), int(hi[c]), "accumulator", c, bits=47)
             out.append(acc)
-            if acc.fits:
+            if acc.fits and _wide_shift_ok(shift[c]):
                 ends = [fp.multiply_by_quantized_multiplier_64(v, mult[c], shift[c]) +
                         int(q["output_offset"]) for v in (acc.lo, acc.hi)]
                 out.append(Bound(min(ends), max(ends), "requant_output", c))
@@ -278,6 +278,30 @@ _BOUNDS: dict[str, Callable[[Graph, Op], list[Bound]]] = {
 }
 
 
+#: TFLite's int64 requantization (ek_mbqm64) is defined for these shifts: 15 - shift must be a
+#: right shift of 8 to 46 bits
+WIDE_SHIFT_RANGE = (-31, 7)
+
+
+def _wide_shift_ok(shift: int) -> bool:
+    return WIDE_SHIFT_RANGE[0] <= shift <= WIDE_SHIFT_RANGE[1]
+
+
+def _wide_shift_problem(graph: Graph, op: Op) -> str | None:
+    """Why the int64 requantization cannot serve this reduction, or None if it can."""
+    if op.kind not in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        return None
+    q = op.attrs["q"]
+    n = np.asarray(graph.tensor(q["shift"]).data).size if isinstance(q["shift"], str) else 1
+    for c, s in enumerate(_const(graph, q, "shift", n)):
+        if not _wide_shift_ok(s):
+            lo, hi = WIDE_SHIFT_RANGE
+            return (f"requantization shift {s} (channel {c}) is outside [{lo}, {hi}], the range "
+                    "of the 64-bit requantization (an output scale far smaller than input x "
+                    "filter scale)")
+    return None
+
+
 def layer_bounds(graph: Graph, op: Op) -> list[Bound]:
     """Every bounded stage of one lowered int8 op (per channel where it has channels)."""
     fn = _BOUNDS.get(op.kind)
@@ -306,7 +330,16 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
         bound = layer_bound(graph, op)
         if bound is None:
             continue
+        if op.attrs["q"].get("acc64"):
+            reason = _wide_shift_problem(graph, op)
+            if reason is not None:  # a 16x8 layer from the file itself
+                problems.append(f"  #{idx} {op.name}: {reason}")
+                continue
+        unwidenable = None
         if not bound.fits and op.kind in _WIDENABLE and not op.attrs["q"].get("acc64"):
+            unwidenable = _wide_shift_problem(graph, op)
+        if not bound.fits and op.kind in _WIDENABLE and not op.attrs["q"].get("acc64") \
+                and unwidenable is None:
             op.attrs["q"]["acc64"] = True
             widened = layer_bound(graph, op)
             if widened is not None and widened.fits:
@@ -326,6 +359,7 @@ def check_overflow(graph: Graph, where: str = "") -> Graph:
             problems.append(
                 f"  #{idx} {op.name}: the {kind} {bound.stage}{where_in} can reach "
                 f"[{bound.lo:,}, {bound.hi:,}], beyond [-2^{bound.bits}, 2^{bound.bits} - 1]"
+                + (f"; not widened to int64: {unwidenable}" if unwidenable else "")
             )
     if problems:
         raise EdgekitError(
