@@ -7,6 +7,7 @@ for parameter, and both must quantise to the same integer tensors.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,23 @@ def test_nir_export_refuses_what_nir_cannot_hold() -> None:
     loose.strict = False
     with pytest.raises(EdgekitError, match="v >= threshold"):
         to_nir(FloatSnn(2, [loose], 1.0), strict_ok=False)
+
+
+@pytest.mark.parametrize(
+    "delays, dt",
+    [([0.0, 1e-3, 0.256, 0.0], DT), ([0.0, 0.0, 1e300, 0.0], 1e-9)],
+    ids=["256", "inf"],
+)
+def test_nir_delays_beyond_255_steps_are_refused_before_the_int_cast(
+    tmp_path: Path, delays: list[float], dt: float
+) -> None:
+    """1e300 s at dt = 1e-9 s is inf steps, which passed the whole-multiple and sign checks and
+    became garbage in astype(int64) (a warning in the fuzz campaign's log)."""
+    path = _nir_file(tmp_path / "a.nir", np.random.default_rng(1))
+    graph = nir.read(str(path))
+    graph.nodes["d_in"] = nir.Delay(np.array(delays))
+    nir.write(str(path), graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-cast warning on the way
+        with pytest.raises(EdgekitError, match=r"time steps of .* at most 255 steps"):
+            read_nir(path, dt)

@@ -443,8 +443,20 @@ def _real(value: Any, what: str, name: str) -> np.ndarray:
     return arr
 
 
+_MAX_DELAY_STEPS = 255  # a layer's max_delay is at most 256 (snn/model.py)
+
+
 def _steps(delay_s: np.ndarray, dt: float, what: str) -> np.ndarray:
-    steps = _real(delay_s, what, "delay") / dt
+    with np.errstate(over="ignore"):
+        steps = _real(delay_s, what, "delay") / dt
+    # checked before rounding and the int cast: a finite delay over a tiny dt is inf, which
+    # every comparison below lets through and astype(int64) turns into garbage
+    if not np.all(np.abs(steps) <= _MAX_DELAY_STEPS):
+        worst = float(np.max(np.abs(steps)))
+        raise EdgekitError(
+            f"{what}: a delay of {worst:.4g} time steps of {dt:g} s; at most "
+            f"{_MAX_DELAY_STEPS} steps are supported"
+        )
     rounded = np.round(steps)
     if np.any(np.abs(steps - rounded) > 1e-6 * np.maximum(1.0, np.abs(steps))):
         raise EdgekitError(f"{what}: delays are not whole multiples of the time step {dt:g} s")
