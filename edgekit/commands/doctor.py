@@ -49,9 +49,13 @@ def _install_line(packages: list[str]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from edgekit.flash import flash_tools, format_pyocd_status, pyocd_status
+
     rows = [_check(load_target(name)) for name in list_targets()]
+    tools = flash_tools()
+    pyocd = pyocd_status()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"targets": rows, "flash_tools": tools, "pyocd": pyocd}, indent=2))
         return 0
     mark = {True: "yes", False: "-"}
     print(f"{'target':18s} {'build':6s} {'run':5s} {'count':6s} {'emulator':14s} missing")
@@ -64,15 +68,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"to enable everything: {_install_line(missing)}")
     else:
         print("every target's toolchain and emulator is installed")
-    from edgekit.flash import flash_tools  # the boards' flash tools (edgekit flash)
-
     print(f"\n{'flash tool':18s} {'here':5s} boards")
-    for t in flash_tools():
+    for t in tools:
         print(f"{t['tool']:18s} {mark[t['installed']]:5s} {', '.join(t['boards'])}"
               + ("" if t["installed"] else f"  ({t['install']})"))
-    from edgekit.flash import format_pyocd_status, pyocd_status
-
-    print("\n" + format_pyocd_status(pyocd_status()))
+    print("\n" + format_pyocd_status(pyocd))
     return 0
 
 
