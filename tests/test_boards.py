@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgekit.cli import main
@@ -168,6 +169,40 @@ def test_board_firmware_compiles_without_warnings(board: str, tiny: Path, tmp_pa
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "firmware.elf").is_file()
+
+
+def test_cortex_m7_caches_come_on_before_a_model_runs_unchanged(tiny: Path, tmp_path: Path) -> None:
+    # The H7A3 board runs the same sequence from ek_board_init; here it runs under QEMU's M7
+    # before a model whose outputs are checked, and the board image must really call it
+    # (--gc-sections drops an uncalled function, so its symbol proves the call).
+    from edgekit.runners.emulated import build_firmware, run_firmware
+    from edgekit.targets import load_target
+    from tests.test_emulated_runner import FIXTURE, OUTPUT_SPECS, _samples, fake_model_reference
+
+    t = load_target("cortex-m7")
+    for tool in (t.compiler.command, t.emulator.command):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    common = Path(__file__).parents[1] / "boards" / "common"
+    sources = [FIXTURE / "fake_model.c", common / "cortex_m7_cache.c",
+               Path(__file__).parent / "fixtures" / "m7_caches_first.c"]
+    elf = build_firmware(t, sources, [FIXTURE, common / "app"], tmp_path / "fw",
+                         extra_cflags=["-Wall", "-Wextra", "-Werror"])
+    samples = _samples(2, seed=5)
+    result = run_firmware(t, elf, samples, OUTPUT_SPECS, timeout_s=30)
+    for got, sample in zip(result.outputs, samples, strict=True):
+        for g, want in zip(got, fake_model_reference(*sample), strict=True):
+            np.testing.assert_array_equal(g, want)
+
+    board = "nucleo-h7a3zi-q"
+    why = _toolchain(board)
+    if why:
+        pytest.skip(why)
+    out = tmp_path / board
+    assert build_project(tiny, board, out).built
+    nm = subprocess.run(["arm-none-eabi-nm", str(out / "firmware.elf")], capture_output=True,
+                        text=True, check=True).stdout
+    assert re.search(r" T ek_cortex_m7_caches_on$", nm, re.M), "board.c does not enable the caches"
 
 
 @pytest.mark.parametrize("board, image_type", [("rpi-pico2", "42012110"),

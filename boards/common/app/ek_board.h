@@ -15,6 +15,10 @@ void ek_uart_init(void);
 void ek_uart_putc(char c);
 int ek_uart_getc(void); /* blocks; returns 0..255 */
 
+/* Cortex-M7 boards (boards/common/cortex_m7_cache.c): invalidate, then enable, the L1
+ * instruction and data caches. Called from the board's ek_board_init. */
+void ek_cortex_m7_caches_on(void);
+
 #define EK_STR_(x) #x
 #define EK_STR(x) EK_STR_(x)
 
