@@ -185,6 +185,14 @@ def op_macs(graph: Graph, op: Op) -> int:
     return 0
 
 
+class ConstantAsActivation(ValueError):
+    """An op's kernel reads a constant tensor from the arena, where only activations live."""
+
+    def __init__(self, op: Op, tensor: str) -> None:
+        self.op, self.tensor = op, tensor
+        super().__init__(f"op {op.name} ({op.kind}) reads the constant '{tensor}' as an activation")
+
+
 def render_model(
     graph: Graph,
     plan: MemoryPlan,
@@ -213,8 +221,13 @@ def render_model(
             const_order.append(graph.tensor(tname))
         return consts[tname]
 
+    rendering: list[Op] = []  # the op being rendered, for buf's error
+
     def buf(tname: str) -> str:
         t = graph.tensor(tname)
+        if tname not in plan.offsets:
+            # a mis-wired file can hand a kernel a constant where it addresses an activation
+            raise ConstantAsActivation(rendering[-1], tname)
         return f"(({C_TYPES[t.dtype]} *)(ek_arena + {plan.offsets[tname]}))"
 
     layers: list[Layer] = []
@@ -236,6 +249,7 @@ def render_model(
             if isinstance(v, str) and v in graph.tensors and graph.tensor(v).is_const:
                 c[role] = const(v, role, op)
         fn = f"layer_{i}_{op.kind}"
+        rendering.append(op)
         ins = [graph.tensor(t) if t else None for t in op.inputs]
         outs = [graph.tensor(t) for t in op.outputs]
         code = env.render(
@@ -251,7 +265,8 @@ def render_model(
             buf=buf,
             scratch=plan.scratch.get(op.name),
         )
-        noop = op.kind == "reshape" and plan.offsets[op.inputs[0]] == plan.offsets[op.outputs[0]]
+        out_at = plan.offsets[op.outputs[0]]
+        noop = op.kind == "reshape" and plan.offsets.get(op.inputs[0]) == out_at
         layers.append(Layer(i, op, fn, variant, "" if noop else code, op_macs(graph, op), noop))
 
     def io_info(tnames: list[str]) -> list[dict[str, Any]]:

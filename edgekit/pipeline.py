@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from codegen.kernels import assign_kernels
-from codegen.render import GeneratedModel, render_model
+from codegen.render import ConstantAsActivation, GeneratedModel, render_model
 from edgekit import __version__
 from edgekit.errors import EdgekitError
 from edgekit.frontends.tflite import read_tflite
@@ -113,7 +113,15 @@ def compile_graph(
         families = float_families(families)
     assign_kernels(g, families, caps)
     plan = plan_memory(g)
-    generated = render_model(g, plan, families, caps)
+    try:
+        generated = render_model(g, plan, families, caps)
+    except ConstantAsActivation as exc:
+        raise EdgekitError(
+            f"{exc}: its kernel computes on activations only",
+            where,
+            "the file wires a constant into a data input; re-export the model with constant "
+            "subgraphs folded",
+        ) from None
     return Compiled(g, plan, generated, target, str(g.meta.get("source_sha256", "")))
 
 

@@ -154,6 +154,23 @@ def test_elementwise_output_larger_than_its_input_is_refused(tmp_path: Path) -> 
     _assert_refused(path)
 
 
+def test_a_constant_wired_into_a_data_input_is_refused(tmp_path: Path) -> None:
+    """tflite:222160 rewired a TRANSPOSE_CONV's data input to its filter: the code generator
+    then looked the constant up in the arena plan and crashed with a KeyError."""
+    b = TFLiteBuilder()
+    x = b.tensor("x", [1, 8], np.int8, 0.1, 0)
+    c = b.const("c", np.arange(8, dtype=np.int8).reshape(1, 8), 0.1, 0)
+    y = b.tensor("y", [1, 8], np.int8, 0.1, 0)
+    z = b.tensor("z", [1, 8], np.int8, 0.1, 0)
+    b.op("RELU", [c], [y])
+    b.op("ADD", [x, y], [z])
+    b.inputs([x])
+    b.outputs([z])
+    path = tmp_path / "relu_of_a_constant.tflite"
+    path.write_bytes(b.finish())
+    assert "reads the constant 'c' as an activation" in _assert_refused(path).what
+
+
 def test_the_unedited_model_compiles(tmp_path: Path) -> None:
     """The edits above, not the base model or the repacking, are what gets refused."""
     path = tmp_path / "mlp.tflite"
