@@ -221,13 +221,12 @@ def render_model(
             const_order.append(graph.tensor(tname))
         return consts[tname]
 
-    rendering: list[Op] = []  # the op being rendered, for buf's error
-
     def buf(tname: str) -> str:
         t = graph.tensor(tname)
         if tname not in plan.offsets:
-            # a mis-wired file can hand a kernel a constant where it addresses an activation
-            raise ConstantAsActivation(rendering[-1], tname)
+            # a mis-wired file can hand a kernel a constant where it addresses an activation;
+            # templates call buf only while the loop below renders `op`
+            raise ConstantAsActivation(op, tname)
         return f"(({C_TYPES[t.dtype]} *)(ek_arena + {plan.offsets[tname]}))"
 
     layers: list[Layer] = []
@@ -249,7 +248,6 @@ def render_model(
             if isinstance(v, str) and v in graph.tensors and graph.tensor(v).is_const:
                 c[role] = const(v, role, op)
         fn = f"layer_{i}_{op.kind}"
-        rendering.append(op)
         ins = [graph.tensor(t) if t else None for t in op.inputs]
         outs = [graph.tensor(t) for t in op.outputs]
         code = env.render(
