@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ from edgekit.runners.emulated import (
     CALIBRATION_EXPECTED,
     build_firmware,
     elf_sizes,
+    firmware_key,
     run_firmware,
 )
 from edgekit.targets import Counting, Emulator, Target, list_targets, load_board, load_target
@@ -188,6 +190,50 @@ def test_counting_unavailable_is_an_error(firmware) -> None:
     t, elf = firmware("host")
     with pytest.raises(EdgekitError, match="cannot count instructions"):
         run_firmware(t, elf, _samples(1), OUTPUT_SPECS, count_instructions=True)
+
+
+SEMIHOST_RISCV = [
+    n for n in RUN_TARGETS
+    if load_target(n).arch.startswith("rv") and load_target(n).board.io == "semihost"
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SEMIHOST_RISCV)
+def test_riscv_semihosting_markers_share_one_page(firmware, name: str) -> None:
+    """QEMU takes `slli x0,x0,0x1f; ebreak; srai x0,x0,7` as a semihosting call only when all
+    three sit in one page; across a page end the ebreak traps and the firmware hangs (it did,
+    once a model grew the code by the right amount). The markers start a 16-byte block."""
+    objdump = shutil.which("riscv64-unknown-elf-objdump")
+    if objdump is None:
+        pytest.skip("riscv64-unknown-elf-objdump is not installed (gcc-riscv64-unknown-elf)")
+    _, elf = firmware(name)
+    listing = subprocess.run([objdump, "-d", str(elf)], capture_output=True, text=True,
+                             check=True).stdout.splitlines()  # fmt: skip
+    words = [m.groups() for m in map(re.compile(r"\s*([0-9a-f]+):\s+([0-9a-f]+)\s").match, listing)
+             if m]  # fmt: skip
+    calls = [i for i, w in enumerate(words) if w[1] == "00100073"]
+    assert calls, "no ebreak in the harness"
+    for i in calls:
+        (before, slli), (_, srai) = words[i - 1], words[i + 1]
+        assert (slli, srai) == ("01f01013", "40705013"), words[i - 1 : i + 2]
+        assert int(before, 16) % 16 == 0, words[i - 1 : i + 2]
+
+
+def test_firmware_cache_key_covers_the_harness(tmp_path: Path, monkeypatch) -> None:
+    """Cached firmware is keyed on the harness too, not only the generated files: a changed
+    harness source gives a new key, so a fixed harness is never masked by an old ELF."""
+    import edgekit.runners.emulated as emulated
+
+    t = load_target("rv32imc")
+    before = firmware_key(t).hexdigest()
+    real = emulated.resource_dir
+    harness = tmp_path / "csrc" / "harness"
+    shutil.copytree(real("csrc") / "harness", harness)
+    (harness / "ek_semihost.c").write_text((harness / "ek_semihost.c").read_text() + "\n")
+    monkeypatch.setattr(
+        emulated, "resource_dir", lambda name: tmp_path / "csrc" if name == "csrc" else real(name)
+    )
+    assert firmware_key(t).hexdigest() != before
 
 
 def test_elf_sizes(firmware) -> None:

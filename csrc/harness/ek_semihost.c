@@ -15,12 +15,15 @@
 
 #if defined(__riscv)
 /* QEMU only recognises the ebreak as a semihosting call when it sits between these two
- * uncompressed marker instructions, all three in one page: hence a separate aligned function. */
-__attribute__((noinline, aligned(16))) static uintptr_t semihost(uintptr_t op, const void *arg)
+ * uncompressed marker instructions, all three in one page; otherwise the ebreak traps and the
+ * firmware hangs. Aligning the function is not enough (its prologue comes first and once put
+ * the markers across a page end), so the 12 bytes start a 16-byte block of their own. */
+__attribute__((noinline)) static uintptr_t semihost(uintptr_t op, const void *arg)
 {
     register uintptr_t a0 __asm__("a0") = op;
     register const void *a1 __asm__("a1") = arg;
-    __asm__ volatile(".option push\n"
+    __asm__ volatile(".balign 16\n"
+                     ".option push\n"
                      ".option norvc\n"
                      "slli x0, x0, 0x1f\n"
                      "ebreak\n"

@@ -8,6 +8,7 @@ The file and log protocol is described at the top of csrc/harness/emu_main.c.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -128,6 +129,23 @@ def _harness_sources(target: Target) -> list[Path]:
     harness = resource_dir("csrc") / "harness"
     io = ["ek_semihost.c", "ek_counter.c"] if target.board.io == "semihost" else ["ek_stdio.c"]
     return [harness / n for n in ("emu_main.c", "ek_print.c", *io)] + list(target.board.sources)
+
+
+def firmware_key(target: Target) -> Any:
+    """A sha256 already fed with everything `build_firmware` adds to the generated sources: the
+    target file, the harness (sources and headers), the board's files and its startup code.
+    Cached firmware keyed on the generated files alone outlived a harness fix."""
+    harness = resource_dir("csrc") / "harness"
+    files = [target.path, *sorted(harness.iterdir()), *_harness_sources(target)]
+    if target.board.path.is_dir():
+        files += sorted(p for p in target.board.path.iterdir() if p.is_file())
+    if target.board.linker_script is not None:
+        files += [target.board.linker_script, resource_dir("boards") / "common" / "ek_sections.ld"]
+    key = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            key.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return key
 
 
 def _run_tool(argv: list[str], what: str, where: str, target: Target) -> None:

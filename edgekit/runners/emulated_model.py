@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -12,7 +11,13 @@ import numpy as np
 
 from edgekit.ir.graph import DTYPES
 from edgekit.pipeline import Compiled
-from edgekit.runners.emulated import EmulatedResult, build_firmware, elf_sizes, run_firmware
+from edgekit.runners.emulated import (
+    EmulatedResult,
+    build_firmware,
+    elf_sizes,
+    firmware_key,
+    run_firmware,
+)
 from edgekit.runners.host import cache_root
 from edgekit.targets import load_target
 
@@ -24,7 +29,7 @@ class EmulatedModel:
         self.compiled = compiled
         self.target = load_target(compiled.target)
         gen = compiled.generated
-        key = hashlib.sha256(self.target.path.read_bytes())
+        key = firmware_key(self.target)
         for fname, text in sorted(gen.files.items()):
             key.update(fname.encode() + b"\0" + text.encode() + b"\0")
         build = cache_root() / "emu" / self.target.name / key.hexdigest()[:20]

@@ -8,7 +8,6 @@ sample to the next unless its control word asks for a reset.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runners.emulated import build_firmware, elf_sizes, run_firmware
+from edgekit.runners.emulated import build_firmware, elf_sizes, firmware_key, run_firmware
 from edgekit.runners.host import cache_root
 from edgekit.snn import ops
 from edgekit.snn.compile import SnnCompiled
@@ -44,7 +43,8 @@ class SnnEmulatedModel:
         self.n_in, self.n_out = layers[0].n_in, layers[-1].n_out
         self.spiking_out = layers[-1].kind != ops.LI
         self.steps = compiled.harness_steps
-        key = hashlib.sha256(self.target.path.read_bytes() + b"snn")
+        key = firmware_key(self.target)
+        key.update(b"snn")
         for fname, text in sorted(gen.files.items()):
             key.update(fname.encode() + b"\0" + text.encode() + b"\0")
         build = cache_root() / "snn-emu" / self.target.name / key.hexdigest()[:20]

@@ -148,12 +148,12 @@ class EmulatedTrainer:
     def __init__(self, build: TrainingBuild, defines: dict[str, Any] | None = None) -> None:
         """`defines`: extra C macros, e.g. {"EK_TRAIN_NO_EXPORT": 1} so a benchmark counts
         the train step alone (the weights output then stays unwritten)."""
-        from edgekit.runners.emulated import build_firmware
+        from edgekit.runners.emulated import build_firmware, firmware_key
         from edgekit.targets import load_target
 
         self.build = build
         self.target = load_target(build.compiled.target)
-        key = hashlib.sha256(self.target.path.read_bytes())
+        key = firmware_key(self.target)
         key.update(repr(sorted((defines or {}).items())).encode())
         for fname, text in sorted(build.files.items()):
             key.update(fname.encode() + b"\0" + text.encode() + b"\0")
