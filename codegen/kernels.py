@@ -8,6 +8,7 @@ optimised kernel is adding a template and one `register` line, not changing the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -128,6 +129,7 @@ for _kind, _template in _PORTABLE.items():
 
 
 _families_loaded = False
+_families_lock = threading.RLock()
 
 
 def _load_families() -> None:
@@ -135,15 +137,20 @@ def _load_families() -> None:
 
     Not at import time of this module: family modules import it to register, and one family
     importing another (rvv uses rv32's helpers) would then meet a half-initialised module.
+    The flag is set only once every family has registered, under a lock: a second thread
+    that saw it early selected from a half-filled registry (an FP16 layer got the int8 kernel).
     """
     global _families_loaded
     if _families_loaded:
         return
-    _families_loaded = True
-    import importlib
-    import pkgutil
+    with _families_lock:
+        if _families_loaded:
+            return
+        import importlib
+        import pkgutil
 
-    from codegen import families
+        from codegen import families
 
-    for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name):
-        importlib.import_module(f"codegen.families.{info.name}")
+        for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name):
+            importlib.import_module(f"codegen.families.{info.name}")
+        _families_loaded = True
