@@ -178,9 +178,12 @@ class _Builder:
         }
         self._op(kind, [self._in((n, h, w, ch))], (n, oh, ow, ch), attrs)
 
-    def elementwise(self, kind: str, shape: tuple[int, ...], act: str = "none") -> None:
+    def elementwise(
+        self, kind: str, shape: tuple[int, ...], act: str = "none", alpha: float = 0.1
+    ) -> None:
         ins = [self._in(shape)] + ([self._in(shape)] if kind == "add" else [])
-        self._op(kind, ins, shape, {"activation": act} if kind == "add" else {})
+        attrs = {"add": {"activation": act}, "leaky_relu": {"alpha": alpha}}.get(kind, {})
+        self._op(kind, ins, shape, attrs)
 
     def softmax(self, rows: int, depth: int, beta: float) -> None:
         self._op("softmax", [self._in((rows, depth))], (rows, depth), {"beta": beta})
@@ -262,6 +265,8 @@ def _zoo(draw: Draw) -> _Builder:
     shape = (1, draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 9)))
     b.elementwise("add", shape, draw(st.sampled_from(ACTS)))
     b.elementwise(draw(st.sampled_from(["relu", "relu6"])), shape)
+    b.elementwise("leaky_relu", shape, alpha=draw(st.sampled_from([0.01, 0.2, -0.3, 1.7])))
+    b.elementwise("hard_swish", shape)
     b.softmax(draw(st.integers(1, 3)), draw(st.integers(1, 20)), draw(st.sampled_from([1.0, 0.5])))
     b.reshape((1, 2, 3, draw(st.integers(1, 4))))
     return b
@@ -349,6 +354,35 @@ def test_contract_is_recorded_and_survives_ekir(tmp_path: Path) -> None:
     assert {t.dtype for t in compiled.graph.tensors.values()} == {"float16"}
     again = compile_graph(serialize.loads(serialize.dumps(compiled.graph)), "host")
     assert again.generated.files == compiled.generated.files
+
+
+def test_binary32_activations_on_every_binary16_input() -> None:
+    """leaky_relu and hard_swish compute in binary32 and round once to binary16 (one LSB of
+    binary32 rarely survives that, so the random zoo cannot tell two binary32 orders apart):
+    all 65,536 binary16 inputs, the host build against the golden model, and the golden model
+    within one binary16 step of the exact function."""
+    b = _Builder(5, 0.0)
+    everything = (1, 1 << 16)
+    b.elementwise("leaky_relu", everything, alpha=0.01)
+    b.elementwise("hard_swish", everything)
+    compiled = compile_graph(b.graph(), "host", precision="fp16")
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(everything)
+    got = HostModel(compiled).run([x, x])
+    want = golden.run_graph(compiled.graph, [x, x])
+    for g, w, what in zip(got, want, ("leaky_relu", "hard_swish"), strict=True):
+        _assert_same(g, w, f"fp16 {what} over every binary16 input")
+    x64 = x.astype(np.float64)
+    alpha = float(np.float32(0.01))
+    with np.errstate(invalid="ignore"):
+        exact = {
+            "leaky_relu": np.where(x64 >= 0, x64, x64 * alpha),
+            "hard_swish": x64 * np.clip(x64 + 3, 0, 6) / 6,
+        }
+    for w, (what, e) in zip(want, exact.items(), strict=True):
+        finite = np.isfinite(e) & (np.abs(e) < 65504)
+        step = np.spacing(np.abs(e[finite]).astype(np.float16)).astype(np.float64)
+        err = np.abs(w[finite].astype(np.float64) - e[finite])
+        assert np.all(err <= step), (what, int(np.argmax(err / step)))
 
 
 def test_unsupported_ops_and_int8_models_are_refused() -> None:
@@ -501,6 +535,8 @@ def _zoo_fixed(seed: int = ZOO_SEED) -> _Builder:
     b.pool("max_pool2d", {"input": (1, 5, 5, 9), "kh": 2, "kw": 2, "sh": 2, "sw": 2,
                           "same": True, "act": "relu"})  # fmt: skip
     b.elementwise("add", (1, 4, 4, 8), "relu")
+    b.elementwise("leaky_relu", (1, 4, 4, 9), alpha=0.01)
+    b.elementwise("hard_swish", (1, 5, 3, 7))
     b.softmax(2, 10, 1.0)
     crafted, sample = _crafted()
     x, w, bias = (crafted.tensor(n) for n in crafted.ops[0].inputs)

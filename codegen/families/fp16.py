@@ -24,6 +24,8 @@ _SCALAR = {
     "add": "elementwise",
     "relu": "elementwise",
     "relu6": "elementwise",
+    "leaky_relu": "elementwise",
+    "hard_swish": "elementwise",
     "reshape": "reshape",
     "softmax": "softmax",
 }

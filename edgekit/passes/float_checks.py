@@ -66,5 +66,7 @@ def check_float_op(graph: Graph, op: Op) -> None:
         _geometry(op, x, y, fh, fw, dilated=False)
         if x.shape[3] != y.shape[3]:
             raise UnsupportedOp(f"pooling changes the channels: {list(x.shape)} -> {list(y.shape)}")
-    elif op.kind in ("relu", "relu6", "softmax", "reshape") and x.size != y.size:
+    elif op.kind in ("relu", "relu6", "leaky_relu", "hard_swish", "softmax", "reshape") and (
+        x.size != y.size
+    ):
         raise UnsupportedOp(f"'{x.name}' has {x.size} elements but '{y.name}' has {y.size}")

@@ -23,7 +23,7 @@ FLOAT_FAMILY = "fp16"  # codegen family of the float kernels, both storage forma
 
 _STORAGE = {"fp16": ("float16", "binary16"), "fp32": ("float32", "binary32")}
 _DOT = ("conv2d", "depthwise_conv2d", "fully_connected")
-_ELEMENTWISE = ("add", "relu", "relu6")
+_ELEMENTWISE = ("add", "relu", "relu6", "leaky_relu", "hard_swish")
 SUPPORTED = (*_DOT, "avg_pool2d", "max_pool2d", *_ELEMENTWISE, "reshape", "softmax")
 
 # clamp bounds of each fused activation; None: no bound
@@ -76,6 +76,18 @@ def contract(kind: str, precision: str, activation: str = "none") -> dict[str, A
         c.update(op="a + b rounded once")
     elif kind in ("relu", "relu6"):
         c.update(op="clamp")
+    elif kind == "leaky_relu":
+        c.update(
+            compute="binary32",
+            op="x >= 0 ? x : x * alpha (alpha binary32)",
+            finish="rounded to storage",
+        )
+    elif kind == "hard_swish":
+        c.update(
+            compute="binary32",
+            op="t = x + 3; t = t > 0 ? t : 0; t = t < 6 ? t : 6; y = (x * t) / 6",
+            finish="each step rounded to binary32, y rounded to storage",
+        )
     elif kind == "softmax":
         c.update(
             compute="binary32",
@@ -185,6 +197,13 @@ def _q_for(graph: Graph, op: Op, dtype: str) -> dict[str, Any]:
                 f"broadcasting add {list(x.shape)} + {list(b.shape)} is not implemented"
             )
         return {"broadcast": None}
+    if op.kind == "leaky_relu":
+        raw = op.attrs.get("alpha", 0.0)
+        with np.errstate(over="ignore"):
+            alpha = np.float32(raw) if isinstance(raw, (int, float)) else np.float32("nan")
+        if not np.isfinite(alpha):
+            raise UnsupportedFloatOp(f"leaky_relu alpha {raw!r} is not a finite binary32 value")
+        return {"alpha": float(alpha)}
     if op.kind == "softmax":
         beta = float(op.attrs.get("beta", 1.0))
         if not beta > 0:

@@ -101,6 +101,28 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a.view(ui) == b.view(ui)) | (np.isnan(a) & np.isnan(b))
 
 
+# --- activations computed in binary32 -------------------------------------------------------------
+
+
+def leaky_relu(x: np.ndarray, alpha: float) -> np.ndarray:
+    """x >= 0 ? x : x * alpha, the product rounded to binary32 and then to x's format."""
+    v = x.astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(v >= 0, v, v * np.float32(alpha)).astype(x.dtype)
+
+
+def hard_swish(x: np.ndarray) -> np.ndarray:
+    """x * relu6(x + 3) / 6 with every step rounded to binary32, in this order: the add, the
+    clamp as `clamp` does it (a NaN becomes 0), the product and the divide; then rounded once
+    to x's format."""
+    v = x.astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = v + np.float32(3.0)
+        t = np.where(t > 0, t, np.float32(0.0))
+        t = np.where(t < 6, t, np.float32(6.0))
+        return ((v * t) / np.float32(6.0)).astype(x.dtype)
+
+
 # --- dot-product ops ----------------------------------------------------------------------------
 
 
@@ -262,6 +284,10 @@ def run_op(graph: Graph, op: Op, values: dict[str, np.ndarray]) -> np.ndarray:
         return clamp(add(x, values[op.inputs[1]], x.dtype), attrs.get("activation", "none"))
     if op.kind in ("relu", "relu6"):
         return clamp(x, op.kind)
+    if op.kind == "leaky_relu":
+        return leaky_relu(x, attrs["q"]["alpha"])
+    if op.kind == "hard_swish":
+        return hard_swish(x)
     if op.kind == "softmax":
         return softmax(x, attrs["q"]["beta"])
     if op.kind == "reshape":
