@@ -161,6 +161,17 @@ class _Builder:
         kind = "depthwise_conv2d" if depthwise else "conv2d"
         self._op(kind, ins, (n, oh, ow, oc), attrs)
 
+    def tconv(self, c: dict[str, Any]) -> None:
+        """Transpose conv; c["trim"] is the trailing pad [bottom, right] that sets the output."""
+        n, h, w, ic = c["input"]
+        (kh, kw), (sh, sw), (pt, pl), (pb, pr) = c["k"], c["s"], c["pad"], c["trim"]
+        oh, ow = (h - 1) * sh + kh - pt - pb, (w - 1) * sw + kw - pl - pr
+        ins = [self._in((n, h, w, ic)), self._const((c["oc"], kh, kw, ic), (kh * kw * ic) ** -0.5)]
+        if c["bias"]:
+            ins.append(self._const((c["oc"],), 0.5))
+        attrs = {"stride": [sh, sw], "pad": [pt, pl], "activation": c["act"]}
+        self._op("transpose_conv", ins, (n, oh, ow, c["oc"]), attrs)
+
     def fc(self, batches: int, depth: int, units: int, act: str) -> None:
         ins = [self._in((batches, depth)), self._const((units, depth), depth**-0.5)]
         ins.append(self._const((units,), 0.5))
@@ -242,6 +253,21 @@ def _conv_case(draw: Draw, depthwise: bool = False) -> dict[str, Any]:
 
 
 @st.composite
+def _tconv_case(draw: Draw) -> dict[str, Any]:
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    pt, pl = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    return {
+        "input": (draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 5)),
+                  draw(st.integers(1, 7))),
+        "k": (kh, kw), "s": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "pad": (pt, pl),  # at most k - 1 pixels trimmed in all, so every output is non-empty
+        "trim": (draw(st.integers(0, kh - 1 - pt)), draw(st.integers(0, kw - 1 - pl))),
+        "oc": draw(st.integers(1, 9)), "bias": draw(st.booleans()),
+        "act": draw(st.sampled_from(ACTS)),
+    }  # fmt: skip
+
+
+@st.composite
 def _pool_case(draw: Draw) -> dict[str, Any]:
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     return {
@@ -258,6 +284,7 @@ def _zoo(draw: Draw) -> _Builder:
     b.conv(draw(_conv_case()))
     b.conv(draw(_conv_case()) | {"kh": 1, "kw": 1, "dh": 1, "dw": 1})  # pointwise
     b.conv(draw(_conv_case(depthwise=True)), depthwise=True)
+    b.tconv(draw(_tconv_case()))
     b.fc(draw(st.integers(1, 3)), draw(st.integers(1, 70)), draw(st.integers(1, 40)),
          draw(st.sampled_from(ACTS)))  # fmt: skip
     b.pool("avg_pool2d", draw(_pool_case()))
@@ -530,6 +557,12 @@ def _zoo_fixed(seed: int = ZOO_SEED) -> _Builder:
                 "act": "relu"}, depthwise=True)  # fmt: skip
     b.fc(1, 70, 130, "relu")
     b.fc(3, 20, 12, "none")
+    # x2 upsampling as ONNX exports it (kernel 3, stride 2, one trailing pad), and stride 3
+    # with a kernel smaller than the stride: output pixels that no tap reaches keep the bias
+    b.tconv({"input": (1, 4, 5, 6), "k": (3, 3), "s": (2, 2), "pad": (0, 0), "trim": (1, 1),
+             "oc": 4, "bias": True, "act": "relu"})  # fmt: skip
+    b.tconv({"input": (2, 3, 3, 3), "k": (2, 1), "s": (3, 3), "pad": (1, 0), "trim": (0, 0),
+             "oc": 5, "bias": False, "act": "none"})  # fmt: skip
     b.pool("avg_pool2d", {"input": (1, 5, 5, 16), "kh": 3, "kw": 3, "sh": 2, "sw": 2,
                           "same": True, "act": "none"})  # fmt: skip
     b.pool("max_pool2d", {"input": (1, 5, 5, 9), "kh": 2, "kw": 2, "sh": 2, "sw": 2,

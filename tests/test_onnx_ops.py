@@ -260,9 +260,9 @@ def test_quantized_model_exports_to_qdq_onnx(quantized: Any) -> None:
         assert diff.max() <= 4.0 and np.mean(diff) < 0.5, (diff.max(), diff.mean())
 
 
-def test_fp16_precision_names_the_op_it_lacks(quantized: Any) -> None:
-    """FP16 kernels are per op (no generic path): TRANSPOSE_CONV has none and gets one clear
-    error; LeakyRelu and HardSwish have theirs and are not named."""
+def test_fp16_precision_takes_the_three_ops(quantized: Any) -> None:
+    """FP16 kernels are per op (no generic path): the model's one op without an FP16 kernel,
+    the Mul, is named in one clear error; the three new ops have kernels and are not named."""
     import copy
 
     from edgekit.passes.fp16 import to_float
@@ -270,14 +270,14 @@ def test_fp16_precision_names_the_op_it_lacks(quantized: Any) -> None:
     _, fg, _ = quantized
     with pytest.raises(EdgekitError) as err:
         to_float(copy.deepcopy(fg), "fp16", "<test>")
-    assert "no fp16 kernel for 'transpose_conv'" in str(err.value)
-    for kind in ("leaky_relu", "hard_swish"):
+    assert "no fp16 kernel for 'mul'" in str(err.value)
+    for kind in ("leaky_relu", "transpose_conv", "hard_swish"):
         assert f"'{kind}'" not in str(err.value)
 
 
-def test_fp16_leaky_relu_and_hard_swish_track_onnxruntime() -> None:
-    """Conv -> LeakyRelu -> HardSwish compiled with --precision fp16 stays within FP16's
-    precision of onnxruntime's float32 run (bit-exactness is tests/test_fp16.py's job)."""
+def test_fp16_new_ops_track_onnxruntime() -> None:
+    """Conv -> LeakyRelu -> ConvTranspose -> HardSwish compiled with --precision fp16 stays
+    within FP16's precision of onnxruntime's float32 run (bit-exactness is test_fp16.py's job)."""
     ort = pytest.importorskip("onnxruntime")
     from edgekit.frontends.onnx import read_onnx
     from tests.test_onnx_frontend import OnnxBuilder, X
@@ -285,10 +285,12 @@ def test_fp16_leaky_relu_and_hard_swish_track_onnxruntime() -> None:
     b = OnnxBuilder(seed=5)
     h = b.node("Conv", [X, b.w(6, 3, 3, 3), b.w(6)], pads=[1, 1, 1, 1])
     h = b.node("LeakyRelu", [h], alpha=0.2)
+    h = b.node("ConvTranspose", [h, b.w(6, 4, 3, 3), b.w(4)], strides=[2, 2],
+               pads=[0, 0, 1, 1])
     model = b.model({X: [1, 3, 8, 8]}, [b.node("HardSwish", [h])])
     graph = read_onnx(model.SerializeToString(), "<test>", "act16")
     compiled = compile_graph(graph, "host", precision="fp16")
-    assert {"leaky_relu", "hard_swish"} <= {op.kind for op in compiled.graph.ops}
+    assert {"leaky_relu", "transpose_conv", "hard_swish"} <= {op.kind for op in compiled.graph.ops}
     host = HostModel(compiled)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(6).normal(size=(4, 1, 3, 8, 8)).astype(np.float32)

@@ -19,6 +19,7 @@ _SCALAR = {
     "conv2d": "conv2d",
     "depthwise_conv2d": "depthwise_conv2d",
     "fully_connected": "fully_connected",
+    "transpose_conv": "transpose_conv",
     "avg_pool2d": "pool2d",
     "max_pool2d": "pool2d",
     "add": "elementwise",

@@ -35,13 +35,13 @@ def _geometry(op: Op, x: Tensor, y: Tensor, kh: int, kw: int, dilated: bool = Tr
 def check_float_op(graph: Graph, op: Op) -> None:
     """Raise UnsupportedOp unless op's shapes and window attributes agree with each other."""
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    if op.kind in ("conv2d", "depthwise_conv2d"):
+    if op.kind in ("conv2d", "depthwise_conv2d", "transpose_conv"):
         w = graph.tensor(op.inputs[1])
         if len(w.shape) != 4:
             raise UnsupportedOp(f"filter must be 4-D, got {list(w.shape)}")
-        _geometry(op, x, y, w.shape[1], w.shape[2])
+        _geometry(op, x, y, w.shape[1], w.shape[2], dilated=op.kind != "transpose_conv")
         channels = y.shape[3]
-        if op.kind == "conv2d":
+        if op.kind in ("conv2d", "transpose_conv"):
             expect = (channels, w.shape[1], w.shape[2], x.shape[3])
         else:
             mult = op.attrs.get("depth_multiplier", channels // max(x.shape[3], 1))

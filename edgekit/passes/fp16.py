@@ -22,7 +22,7 @@ CONTRACT_VERSION = 1
 FLOAT_FAMILY = "fp16"  # codegen family of the float kernels, both storage formats
 
 _STORAGE = {"fp16": ("float16", "binary16"), "fp32": ("float32", "binary32")}
-_DOT = ("conv2d", "depthwise_conv2d", "fully_connected")
+_DOT = ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv")
 _ELEMENTWISE = ("add", "relu", "relu6", "leaky_relu", "hard_swish")
 SUPPORTED = (*_DOT, "avg_pool2d", "max_pool2d", *_ELEMENTWISE, "reshape", "softmax")
 
@@ -37,6 +37,8 @@ _DOT_ORDER = {
     "conv2d": "per output: bias, then k = (ky, kx, ic) in filter order",
     "depthwise_conv2d": "per output: bias, then taps (ky, kx) in filter order",
     "fully_connected": "per output: bias, then k = 0 .. depth-1",
+    "transpose_conv": "per output: bias, then k = (ky, kx, ic) in filter order over the taps "
+    "(ky, kx) that reach an input pixel",
 }
 
 
@@ -61,7 +63,9 @@ def contract(kind: str, precision: str, activation: str = "none") -> dict[str, A
             products="fused",
             accumulator=storage,
             order=_DOT_ORDER[kind],
-            padding="out-of-image taps are included with x = +0",
+            padding="taps that reach no input pixel are skipped"
+            if kind == "transpose_conv"
+            else "out-of-image taps are included with x = +0",
             lanes="vectors span outputs, never the reduction: no partial sums, no tree",
         )
     elif kind == "avg_pool2d":
@@ -187,6 +191,8 @@ def _q_for(graph: Graph, op: Op, dtype: str) -> dict[str, Any]:
         # the rounded copy replaces the source bias (which is dropped once nothing reads it)
         op.inputs[2:] = [name]
         q: dict[str, Any] = {"bias": name}
+        if op.kind == "transpose_conv":
+            q["weights"] = op.inputs[1]  # the renderer names conv filters itself, not this one
         if op.kind == "fully_connected":
             q.update(units=channels, depth=w.shape[1], batches=x.size // w.shape[1])
         return q

@@ -161,6 +161,33 @@ def conv2d(
     return clamp(acc, attrs.get("activation", "none"))
 
 
+def transpose_conv(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray, out_hw: tuple[int, int], attrs: dict[str, Any]
+) -> np.ndarray:
+    """Per output pixel: acc = bias, then for each tap (ky, kx) in filter order that reaches an
+    input pixel (iy * stride - pad + ky == oy, and likewise for x), one fma per ic; taps that
+    reach none are skipped, not added as +0 (which would turn a -0 accumulator into +0)."""
+    dtype = x.dtype
+    oc, kh, kw, ic = w.shape
+    n, ih, iw, _ = x.shape
+    oh, ow = out_hw
+    (sh, sw), (pt, pl) = attrs["stride"], attrs["pad"]
+    acc = np.broadcast_to(bias, (n, oh, ow, oc)).astype(dtype)
+    for ky in range(kh):
+        ty = np.arange(oh) + pt - ky
+        vy = (ty >= 0) & (ty % sh == 0) & (ty // sh < ih)
+        iy = np.where(vy, ty // sh, 0)
+        for kx in range(kw):
+            tx = np.arange(ow) + pl - kx
+            vx = (tx >= 0) & (tx % sw == 0) & (tx // sw < iw)
+            ix = np.where(vx, tx // sw, 0)
+            mask = (vy[:, None] & vx[None, :])[None, :, :, None]
+            patch = x[:, iy][:, :, ix]
+            for c in range(ic):
+                acc = np.where(mask, fma(patch[..., c : c + 1], w[:, ky, kx, c], acc, dtype), acc)
+    return clamp(acc, attrs.get("activation", "none"))
+
+
 def depthwise_conv2d(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray, out_hw: tuple[int, int], attrs: dict[str, Any]
 ) -> np.ndarray:
@@ -269,13 +296,13 @@ def run_op(graph: Graph, op: Op, values: dict[str, np.ndarray]) -> np.ndarray:
     x = values[op.inputs[0]]
     y = graph.tensor(op.outputs[0])
     attrs = op.attrs
-    if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+    if op.kind in ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv"):
         w = graph.tensor(op.inputs[1]).data
         b = graph.tensor(attrs["q"]["bias"]).data
         assert w is not None and b is not None
         if op.kind == "fully_connected":
             return fully_connected(x, w, b, attrs).reshape(y.shape)
-        fn = conv2d if op.kind == "conv2d" else depthwise_conv2d
+        fn = {"conv2d": conv2d, "depthwise_conv2d": depthwise_conv2d}.get(op.kind, transpose_conv)
         return fn(x, w, b, (y.shape[1], y.shape[2]), attrs)
     if op.kind in ("avg_pool2d", "max_pool2d"):
         fn = avg_pool2d if op.kind == "avg_pool2d" else max_pool2d
