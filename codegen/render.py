@@ -182,6 +182,16 @@ def op_macs(graph: Graph, op: Op) -> int:
     if op.kind == "fully_connected":
         w = graph.tensor(op.inputs[1])
         return graph.tensor(op.outputs[0]).size * w.shape[1]
+    if op.kind == "transpose_conv":
+        # only the (input pixel, tap) pairs that land inside the cropped output multiply
+        x, w, y = (graph.tensor(n) for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        (sh, sw), (pt, pl) = op.attrs["stride"], op.attrs["pad"]
+        def reach(size: int, k: int, s: int, p: int, out: int) -> int:
+            return sum(0 <= i * s - p + j < out for i in range(size) for j in range(k))
+
+        rows = reach(x.shape[1], w.shape[1], sh, pt, y.shape[1])
+        cols = reach(x.shape[2], w.shape[2], sw, pl, y.shape[2])
+        return x.shape[0] * rows * cols * w.shape[3] * w.shape[0]
     return 0
 
 

@@ -190,6 +190,38 @@ def _onnx_model() -> Any:
     return b.model({X: [1, 3, 8, 8]}, [b.node("HardSwish", [h])])
 
 
+def _onnx_model_fp16() -> Any:
+    """Conv -> LeakyRelu -> ConvTranspose (x2 upsampling) -> HardSwish: every op has an FP16
+    kernel (the Mul of `_onnx_model` has none)."""
+    from tests.test_onnx_frontend import OnnxBuilder, X
+
+    b = OnnxBuilder(seed=5)
+    h = b.node("Conv", [X, b.w(6, 3, 3, 3), b.w(6)], pads=[1, 1, 1, 1])
+    h = b.node("LeakyRelu", [h], alpha=0.2)
+    h = b.node("ConvTranspose", [h, b.w(6, 4, 3, 3), b.w(4)], strides=[2, 2],
+               pads=[0, 0, 1, 1])
+    return b.model({X: [1, 3, 8, 8]}, [b.node("HardSwish", [h])])
+
+
+def test_transpose_conv_macs_count_the_taps_that_land() -> None:
+    """op_macs of a transpose conv counts the (input pixel, tap) pairs whose output survives the
+    crop, against a brute-force walk over the output."""
+    from codegen.render import op_macs
+    from edgekit.frontends.onnx import read_onnx
+
+    graph = read_onnx(_onnx_model_fp16().SerializeToString(), "<test>", "m")
+    op = next(op for op in graph.ops if op.kind == "transpose_conv")
+    x, w, y = (graph.tensor(n) for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    (sh, sw), (pt, pl) = op.attrs["stride"], op.attrs["pad"]
+    pairs = sum(
+        (oy + pt - ky) % sh == 0 and 0 <= (oy + pt - ky) // sh < x.shape[1]
+        and (ox + pl - kx) % sw == 0 and 0 <= (ox + pl - kx) // sw < x.shape[2]
+        for oy in range(y.shape[1]) for ox in range(y.shape[2])
+        for ky in range(w.shape[1]) for kx in range(w.shape[2])
+    )  # fmt: skip
+    assert op_macs(graph, op) == pairs * x.shape[3] * w.shape[0] > 0
+
+
 @pytest.fixture(scope="module")
 def quantized() -> Any:
     pytest.importorskip("onnxruntime")
@@ -280,14 +312,8 @@ def test_fp16_new_ops_track_onnxruntime() -> None:
     within FP16's precision of onnxruntime's float32 run (bit-exactness is test_fp16.py's job)."""
     ort = pytest.importorskip("onnxruntime")
     from edgekit.frontends.onnx import read_onnx
-    from tests.test_onnx_frontend import OnnxBuilder, X
 
-    b = OnnxBuilder(seed=5)
-    h = b.node("Conv", [X, b.w(6, 3, 3, 3), b.w(6)], pads=[1, 1, 1, 1])
-    h = b.node("LeakyRelu", [h], alpha=0.2)
-    h = b.node("ConvTranspose", [h, b.w(6, 4, 3, 3), b.w(4)], strides=[2, 2],
-               pads=[0, 0, 1, 1])
-    model = b.model({X: [1, 3, 8, 8]}, [b.node("HardSwish", [h])])
+    model = _onnx_model_fp16()
     graph = read_onnx(model.SerializeToString(), "<test>", "act16")
     compiled = compile_graph(graph, "host", precision="fp16")
     assert {"leaky_relu", "transpose_conv", "hard_swish"} <= {op.kind for op in compiled.graph.ops}
