@@ -235,9 +235,19 @@ def test_shared_tables_cannot_amplify_memory(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ekir_seeds() -> dict[str, bytes]:
+    from edgekit.frontends.onnx import read_onnx
+    from tests.test_onnx_ops import _onnx_model_fp16
+
     graph = read_tflite(MLP, "mlp", "mlp")
     lowered = compile_graph(graph).graph
-    return {"semantic": serialize.dumps(graph), "lowered": serialize.dumps(lowered)}
+    floats = read_onnx(_onnx_model_fp16().SerializeToString(), "float", "float")
+    return {
+        "semantic": serialize.dumps(graph),
+        "lowered": serialize.dumps(lowered),
+        # Conv, LeakyRelu, ConvTranspose, HardSwish converted to FP16 / FP32 (lowered)
+        "fp16": serialize.dumps(compile_graph(floats, "cortex-m55", precision="fp16").graph),
+        "fp32": serialize.dumps(compile_graph(floats, "host", precision="fp32").graph),
+    }
 
 
 def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -297,6 +307,22 @@ EKIR_EDITS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "lowered_bias_data_changed": ("lowered", lambda h: next(
         t for t in h["graph"]["tensors"] if t["name"].endswith("/bias") and t.get("data")
     ).update(shape=[1])),  # fmt: skip
+    # float graphs were trusted as written before: each of these compiled
+    "fp16_stride_zero": ("fp16", lambda h: _op(h, "transpose_conv")["attrs"].update(
+        stride=[0, 2])),  # fmt: skip
+    "fp16_output_grown": ("fp16", lambda h: _tensor(h, _op(h, "transpose_conv")["outputs"][0])
+                          .update(shape=[1, 1000, 1000, 4])),  # fmt: skip
+    "fp16_contract_clamp_changed": ("fp16", lambda h: _op(h, "transpose_conv")["attrs"]["fp16"]
+                                    .update(clamp=[0.0, 1.0])),  # fmt: skip
+    "fp16_alpha_tampered": ("fp16", lambda h: _op(h, "leaky_relu")["attrs"]["q"].update(
+        alpha=1e30)),  # fmt: skip
+    "fp16_kernel_swapped": ("fp16", lambda h: _op(h, "transpose_conv")["attrs"].update(
+        kernel={"family": "fp16", "template": "fp16/conv2d.c.j2"})),  # fmt: skip
+    "fp16_weights_renamed": ("fp16", lambda h: _op(h, "transpose_conv")["attrs"]["q"].update(
+        weights=_op(h, "transpose_conv")["attrs"]["q"]["bias"])),  # fmt: skip
+    "fp32_activation_unknown": ("fp32", lambda h: _op(h, "conv2d")["attrs"].update(
+        activation="bogus")),  # fmt: skip
+    "unknown_precision": ("fp16", lambda h: h["graph"]["meta"].update(precision="fp64")),
 }
 
 
@@ -324,12 +350,36 @@ def test_a_blob_rewritten_for_a_tampered_lowered_constant_is_refused(
     _assert_refused(path)
 
 
-@pytest.mark.parametrize("seed", ["semantic", "lowered"])
+@pytest.mark.parametrize("seed", ["semantic", "lowered", "fp16", "fp32"])
 def test_unedited_ekir_round_trips(seed: str, ekir_seeds: dict[str, bytes], tmp_path: Path) -> None:
     header, blob = _split(ekir_seeds[seed])
     path = tmp_path / "ok.ekir"
     path.write_bytes(_join(header, blob))
     assert _compile(path).graph.ops
+    if seed.startswith("fp"):
+        # re-derived, a genuine float file gives the C of the graph it was written from
+        from edgekit.passes.rederive import rederive_lowered
+
+        target = "cortex-m55" if seed == "fp16" else "host"
+        ours = rederive_lowered(serialize.loads(ekir_seeds[seed]), str(path))
+        written = serialize.loads(ekir_seeds[seed])
+        again = compile_graph(ours, target).generated.files
+        assert again == compile_graph(written, target).generated.files
+
+
+def test_a_float_blob_with_a_tampered_bias_is_refused(
+    ekir_seeds: dict[str, bytes], tmp_path: Path
+) -> None:
+    """A bias the M55 kernel prepared (a derived constant) edited in the data blob, header
+    untouched: the re-derived graph differs. The model's own weights and biases are its
+    semantics; editing those makes another valid model."""
+    header, blob = _split(ekir_seeds["fp16"])
+    bias = _tensor(header, _op(header, "conv2d")["attrs"]["q"]["arm_bias"])
+    raw = bytearray(blob)
+    raw[bias["data"]["offset"] + 1] ^= 0x04
+    path = tmp_path / "bias16.ekir"
+    path.write_bytes(_join(header, bytes(raw)))
+    assert "fp16 parameters differ" in str(_assert_refused(path))
 
 
 def test_unlowered_ekir_ignores_leftover_lowering(ekir_seeds: dict[str, bytes],

@@ -7,7 +7,9 @@ semantic graph (tensors, ops and their frontend attributes) is lowered and prepa
 file is accepted only when every derived value is identical. The one freedom is a clamp range that
 fused activations narrowed (`attrs["fused"]`): it must lie inside the op's own range.
 
-Only int8 lowering is re-derived; graphs of other precisions are returned unchanged.
+A float (FP16/FP32) graph is re-derived the same way: its semantic graph is converted again by
+passes/fp16.py, which checks every shape relation the float kernels index memory with, and the
+file's contracts, kernel parameters and constants must equal the ones derived.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op
+from edgekit.passes.fp16 import FLOAT_PRECISIONS, PRECISIONS, to_float
 from edgekit.passes.lower import lower
 from edgekit.passes.overflow import check_overflow
 
@@ -95,8 +98,15 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
         for op in g.ops:
             op.attrs.pop("fused", None)
         return g
-    if graph.meta.get("precision", "int8") != "int8":
-        return graph
+    precision = graph.meta.get("precision", "int8")
+    if precision in FLOAT_PRECISIONS:
+        return _rederive_float(graph, precision, where)
+    if precision != "int8":
+        raise EdgekitError(
+            f"unknown precision {precision!r} in a lowered file",
+            where,
+            f"edgekit writes one of {', '.join(PRECISIONS)}; regenerate the file",
+        )
     ours = _semantic(graph)
     problem = None
     try:
@@ -123,4 +133,48 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
             where,
             "the file is corrupt or was written by another edgekit version; regenerate it",
         )
+    return ours
+
+
+def _rederive_float(graph: Graph, precision: str, where: str) -> Graph:
+    """The float graph converted again from its semantics, if that reproduces the file."""
+    ours = _semantic(graph)
+    problem = None
+    try:
+        for op in ours.ops:
+            for p in FLOAT_PRECISIONS:
+                op.attrs.pop(p, None)
+            bias = f"{op.name}/bias"
+            if bias in op.inputs[2:3] and bias in ours.tensors:
+                # the file's rounded bias is the source of the one derived again under its name
+                source = ours.tensors.pop(bias)
+                source.name = f"{bias}/source"
+                ours.tensors[source.name] = source
+                op.inputs[2] = source.name
+        ours.meta.pop("precision", None)
+        to_float(ours, precision, where)
+        ours.meta = copy.deepcopy(graph.meta)
+        if len(graph.ops) != len(ours.ops):
+            raise ValueError("the ops differ")
+        for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
+            if "kernel" in theirs_op.attrs:
+                _prepare(ours, op, theirs_op.attrs["kernel"])
+            for key in (*_DERIVED_ATTRS, precision):
+                if _canonical(theirs_op.attrs.get(key)) != _canonical(op.attrs.get(key)):
+                    raise ValueError(f"{op.name}: {key}")
+                if key in op.attrs:
+                    # equal values; the file's key order orders the constants in the C
+                    op.attrs[key] = copy.deepcopy(theirs_op.attrs[key])
+        problem = _same_tensors(graph, ours)
+    except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as exc:
+        problem = str(exc)
+    if problem:
+        raise EdgekitError(
+            f"{precision} parameters differ from what this edgekit derives from the model "
+            f"({problem})",
+            where,
+            "the file is corrupt or was written by another edgekit version; regenerate it",
+        )
+    # the file's tensor order, which orders the constants in the generated C
+    ours.tensors = {n: ours.tensors[n] for n in graph.tensors if n in ours.tensors} | ours.tensors
     return ours
