@@ -19,7 +19,8 @@ operator and tensor indices, options, graph wiring) and repacked with `pack_mode
 bytes (bit flips, truncation, interesting 32-bit values, offsets redirected to other tables, every
 entry of a table vector pointed at one table). .ekir mutants edit the JSON header structurally
 (values swapped for hostile ones, keys dropped, ops reordered, ranges moved, nesting deepened),
-the version and length fields, or the raw bytes, of lowered and unlowered seeds.
+the version and length fields, or the raw bytes, of lowered and unlowered seeds; the `fekir`
+reader does the same to .ekir files of the float ONNX seeds lowered to FP16 and FP32.
 
 Executions are deterministic: execution I of a reader depends only on --seed, the reader and I,
 so any finding replays in-process, with its traceback, with --replay READER:I.
@@ -75,7 +76,9 @@ MLPERF = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.
 READERS = ("tflite", "ekir")  # the default campaign ("both")
 # ONNX and NIR run on request (--reader onnx|nir|all): they need the onnx and nir packages (the
 # `dev` extra has both). Appending them to ALL_READERS keeps the cases of the first two unchanged.
-ALL_READERS = (*READERS, "onnx", "nir")
+# fekir: .ekir files of float models lowered to FP16 and FP32, which rederive.py checks since
+# it stopped trusting them (the int8 .ekir seeds never reached that path)
+ALL_READERS = (*READERS, "onnx", "nir", "fekir")
 
 # fmt: off
 INT32 = [0, 1, -1, 2, 3, 4, 7, 8, 15, 16, 127, 128, 255, 256, -128, -129, 1000, 32767, 65535,
@@ -1063,12 +1066,23 @@ class Corpus:
     ekir: list[tuple[str, bytes]] = field(default_factory=list)
     onnx: list[tuple[str, bytes]] = field(default_factory=list)
     nir: list[tuple[str, bytes]] = field(default_factory=list)
+    fekir: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def build_corpus(mlperf: bool = True, onnx: bool = False, nir: bool = False) -> Corpus:
+def build_corpus(
+    mlperf: bool = True, onnx: bool = False, nir: bool = False, fekir: bool = False
+) -> Corpus:
     corpus = Corpus()
     if onnx:
         corpus.onnx = onnx_seed_models()
+    if fekir:
+        from edgekit.frontends.onnx import read_onnx
+
+        for name, data in onnx_seed_models():
+            graph = read_onnx(data, name, name)
+            for precision in ("fp16", "fp32"):
+                lowered = compile_graph(graph, "host", precision=precision).graph
+                corpus.fekir.append((f"{name}-{precision}", serialize.dumps(lowered)))
     if nir:
         corpus.nir = nir_seed_models()
     for name, data in seed_models(mlperf):
@@ -1085,7 +1099,7 @@ def make_case(corpus: Corpus, reader: str, index: int, seed: int) -> tuple[str, 
     rng = np.random.default_rng([seed, ALL_READERS.index(reader), index])
     APPLIED.clear()
     model = None
-    if reader in ("onnx", "nir") and not getattr(corpus, reader):
+    if reader in ("onnx", "nir", "fekir") and not getattr(corpus, reader):
         raise ValueError(f"the corpus has no {reader} seeds (build_corpus({reader}=True))")
     if reader == "tflite":
         name, data, model = corpus.tflite[int(rng.integers(len(corpus.tflite)))]
@@ -1093,6 +1107,8 @@ def make_case(corpus: Corpus, reader: str, index: int, seed: int) -> tuple[str, 
         name, data = corpus.onnx[int(rng.integers(len(corpus.onnx)))]
     elif reader == "nir":
         name, data = corpus.nir[int(rng.integers(len(corpus.nir)))]
+    elif reader == "fekir":
+        name, data = corpus.fekir[int(rng.integers(len(corpus.fekir)))]
     else:
         name, data = corpus.ekir[int(rng.integers(len(corpus.ekir)))]
     try:
@@ -1549,8 +1565,8 @@ def main() -> int:
     ap.add_argument(
         "--reader",
         default="both",
-        help="tflite, ekir, onnx, nir, a comma list of them (interleaved), both = tflite,ekir, "
-        "all = all four",
+        help="tflite, ekir, onnx, nir, fekir (.ekir of float models lowered to FP16/FP32), a "
+        "comma list of them (interleaved), both = tflite,ekir, all = all five",
     )
     ap.add_argument("--execs", type=int, default=100_000, help="executions per reader")
     ap.add_argument("--start", type=int, default=0, help="first execution index")
@@ -1579,7 +1595,8 @@ def main() -> int:
         ap.error(f"--reader takes {', '.join(ALL_READERS)}, a comma list of them, both or all")
     onnx = "onnx" in chosen or (args.replay or "").startswith("onnx:")
     nir = "nir" in chosen or (args.replay or "").startswith("nir:")
-    corpus = build_corpus(mlperf=not args.no_mlperf, onnx=onnx, nir=nir)
+    fekir = "fekir" in chosen or (args.replay or "").startswith("fekir:")
+    corpus = build_corpus(mlperf=not args.no_mlperf, onnx=onnx, nir=nir, fekir=fekir)
     if args.replay:
         return replay(corpus, args.replay, args.seed, args.timeout, args.keep)
     report = campaign(args, corpus)
