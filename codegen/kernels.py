@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from edgekit.ir.graph import Graph, Op
 
@@ -29,6 +30,9 @@ class KernelVariant:
     requires: frozenset[str] = frozenset()
     accepts: Predicate | None = None
     prepare: Prepare | None = None
+    # q entries that tell this variant from others sharing its template (the Arm FP16 variants
+    # share fp16/matmul128.c.j2 and differ in q["arm_isa"])
+    tag: tuple[tuple[str, Any], ...] = ()
 
 
 _REGISTRY: dict[tuple[str, str], list[KernelVariant]] = {}
@@ -41,9 +45,13 @@ def register(
     requires: Iterable[str] = (),
     accepts: Predicate | None = None,
     prepare: Prepare | None = None,
+    tag: dict[str, Any] | None = None,
 ) -> None:
     _REGISTRY.setdefault((family, kind), []).append(
-        KernelVariant(family, kind, template, frozenset(requires), accepts, prepare)
+        KernelVariant(
+            family, kind, template, frozenset(requires), accepts, prepare,
+            tuple(sorted((tag or {}).items())),
+        )  # fmt: skip
     )
 
 
@@ -92,12 +100,33 @@ def assign_kernels(graph: Graph, families: list[str], capabilities: set[str]) ->
         op.attrs["kernel"] = {"family": v.family, "template": v.template}
 
 
-def variant_of(op: Op) -> KernelVariant:
-    """The variant recorded on an op by assign_kernels."""
+def kernels_fit(graph: Graph, families: list[str], capabilities: set[str]) -> bool:
+    """Whether every kernel recorded on the graph's ops is one this target can select: a family
+    it lists (or portable, or the float family) and capabilities it has."""
+    allowed = {*families, "portable", "fp16"}
+    for op in graph.ops:
+        if "kernel" not in op.attrs:
+            continue
+        try:
+            v = variant_of(op)
+        except (LookupError, TypeError):
+            return False
+        if v.family not in allowed or not v.requires <= capabilities:
+            return False
+    return True
+
+
+def variant_of(op: Op, q: dict[str, Any] | None = None) -> KernelVariant:
+    """The variant recorded on an op by assign_kernels: its family and template, and among
+    variants sharing those, the one whose tag the op's prepared parameters carry (`q`, by
+    default the op's own)."""
     _load_families()
     k = op.attrs["kernel"]
+    params = op.attrs.get("q", {}) if q is None else q
+    if not isinstance(params, dict):
+        params = {}
     for v in _REGISTRY.get((k["family"], op.kind), []):
-        if v.template == k["template"]:
+        if v.template == k["template"] and all(params.get(n) == x for n, x in v.tag):
             return v
     raise LookupError(f"{op.name}: kernel {k} is not available in this edgekit")
 

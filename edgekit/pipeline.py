@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codegen.kernels import assign_kernels
+from codegen.kernels import assign_kernels, kernels_fit
 from codegen.render import ConstantAsActivation, GeneratedModel, render_model
 from edgekit import __version__
 from edgekit.errors import EdgekitError
@@ -28,7 +28,7 @@ from edgekit.passes.fuse import fuse_activations
 from edgekit.passes.lower import lower
 from edgekit.passes.memory import MemoryPlan, plan_memory
 from edgekit.passes.overflow import check_overflow
-from edgekit.passes.rederive import rederive_lowered
+from edgekit.passes.rederive import rederive_lowered, relower_without_kernels
 
 # Marker file that says a folder was written by edgekit and may be replaced by it.
 MARKER = ".edgekit-output"
@@ -99,6 +99,10 @@ def compile_graph(
     under the float contract of docs/numerics-fp16.md. A lowered graph (.ekir) keeps its own.
     """
     g = copy.deepcopy(graph)
+    families, caps = _target_kernels(target)
+    if g.meta.get("lowered") and not kernels_fit(g, families, caps):
+        # a file lowered for another target keeps its layer parameters; kernels are chosen anew
+        g = relower_without_kernels(g, where)
     if not g.meta.get("lowered"):
         if precision == "int8":
             lower(g, where)
@@ -108,7 +112,6 @@ def compile_graph(
         else:
             raise EdgekitError(f"unknown precision '{precision}'", where, "use int8 or fp16")
     check_overflow(g, where)
-    families, caps = _target_kernels(target)
     if g.meta.get("precision", "int8") in FLOAT_PRECISIONS:
         families = float_families(families)
     assign_kernels(g, families, caps)

@@ -108,4 +108,5 @@ def register_isa(isa: str, requires: list[str]) -> None:
         ("depthwise_conv2d", "fp16/arm_depthwise.c.j2", accepts_depthwise, prepare_depthwise),
     ]
     for kind, template, pred, make in variants:
-        register(FAMILY, kind, template, requires, accepts=pred, prepare=make(isa))
+        register(FAMILY, kind, template, requires, accepts=pred, prepare=make(isa),
+                 tag={"arm_isa": isa})  # fmt: skip

@@ -19,7 +19,8 @@ def register_variants() -> None:
     # imported here: codegen.kernels imports every family while it loads
     from codegen.kernels import register
 
-    register(FAMILY, "conv2d", MATMUL, REQUIRES, accepts=is_float, prepare=prepare_conv("vec"))
-    register(
-        FAMILY, "fully_connected", MATMUL, REQUIRES, accepts=is_float, prepare=prepare_fc("vec")
-    )
+    vec = {"arm_isa": "vec"}
+    register(FAMILY, "conv2d", MATMUL, REQUIRES, accepts=is_float, prepare=prepare_conv("vec"),
+             tag=vec)  # fmt: skip
+    register(FAMILY, "fully_connected", MATMUL, REQUIRES, accepts=is_float,
+             prepare=prepare_fc("vec"), tag=vec)  # fmt: skip

@@ -64,11 +64,12 @@ def _narrowed_range(theirs: dict[str, Any], ours: dict[str, Any], op: Op) -> Non
     ours["act_min"], ours["act_max"] = lo, hi
 
 
-def _prepare(graph: Graph, op: Op, kernel: Any) -> None:
+def _prepare(graph: Graph, op: Op, kernel: Any, theirs_q: Any = None) -> None:
     from codegen.kernels import variant_of
 
     op.attrs["kernel"] = kernel
-    v = variant_of(op)
+    # the file's parameters name the variant where several share a template
+    v = variant_of(op, theirs_q if isinstance(theirs_q, dict) else None)
     if v.accepts is not None and not v.accepts(graph, op):
         raise ValueError(f"kernel {kernel} does not accept this op")
     if v.prepare is not None:
@@ -120,7 +121,7 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
                 raise ValueError(f"{op.name}: no lowered parameters")
             _narrowed_range(theirs_q, op.attrs["q"], op)
             if "kernel" in theirs_op.attrs:
-                _prepare(ours, op, theirs_op.attrs["kernel"])
+                _prepare(ours, op, theirs_op.attrs["kernel"], theirs_q)
             for key in _DERIVED_ATTRS[:3]:
                 if _canonical(theirs_op.attrs.get(key)) != _canonical(op.attrs.get(key)):
                     raise ValueError(f"{op.name}: {key}")
@@ -136,29 +137,60 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
     return ours
 
 
+def _float_semantic(graph: Graph) -> Graph:
+    """A converted float graph made ready for `to_float` again: no derived attributes or
+    contracts, and each rounded bias renamed as the source of the one derived under its name."""
+    ours = _semantic(graph)
+    for op in ours.ops:
+        for p in FLOAT_PRECISIONS:
+            op.attrs.pop(p, None)
+        bias = f"{op.name}/bias"
+        if bias in op.inputs[2:3] and bias in ours.tensors:
+            source = ours.tensors.pop(bias)
+            source.name = f"{bias}/source"
+            ours.tensors[source.name] = source
+            op.inputs[2] = source.name
+    ours.meta.pop("precision", None)
+    return ours
+
+
+def relower_without_kernels(graph: Graph, where: str) -> Graph:
+    """The lowered graph derived again from its semantics with no kernel chosen, for compiling
+    a file on a target its recorded kernels do not fit (Helium kernels on the host, say). Int8
+    keeps the file's narrowed clamps, as rederive_lowered does; float clamps are semantic."""
+    precision = str(graph.meta.get("precision", "int8"))
+    try:
+        if precision in FLOAT_PRECISIONS:
+            ours = _float_semantic(graph)
+            to_float(ours, precision, where)
+            return ours
+        ours = _semantic(graph)
+        lower(ours, where)
+        ours.meta = copy.deepcopy(graph.meta)
+        check_overflow(ours, where)
+        for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
+            _narrowed_range(theirs_op.attrs.get("q", {}), op.attrs["q"], op)
+        return ours
+    except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as exc:
+        raise EdgekitError(
+            f"cannot lower this file again for another target ({exc})",
+            where,
+            "generate it for this target from the source model",
+        ) from None
+
+
 def _rederive_float(graph: Graph, precision: str, where: str) -> Graph:
     """The float graph converted again from its semantics, if that reproduces the file."""
-    ours = _semantic(graph)
     problem = None
     try:
-        for op in ours.ops:
-            for p in FLOAT_PRECISIONS:
-                op.attrs.pop(p, None)
-            bias = f"{op.name}/bias"
-            if bias in op.inputs[2:3] and bias in ours.tensors:
-                # the file's rounded bias is the source of the one derived again under its name
-                source = ours.tensors.pop(bias)
-                source.name = f"{bias}/source"
-                ours.tensors[source.name] = source
-                op.inputs[2] = source.name
-        ours.meta.pop("precision", None)
+        ours = _float_semantic(graph)
         to_float(ours, precision, where)
         ours.meta = copy.deepcopy(graph.meta)
         if len(graph.ops) != len(ours.ops):
             raise ValueError("the ops differ")
         for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
             if "kernel" in theirs_op.attrs:
-                _prepare(ours, op, theirs_op.attrs["kernel"])
+                _prepare(ours, op, theirs_op.attrs["kernel"], theirs_op.attrs.get("q"))
             for key in (*_DERIVED_ATTRS, precision):
                 if _canonical(theirs_op.attrs.get(key)) != _canonical(op.attrs.get(key)):
                     raise ValueError(f"{op.name}: {key}")
