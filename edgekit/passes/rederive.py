@@ -108,20 +108,12 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
             where,
             f"edgekit writes one of {', '.join(PRECISIONS)}; regenerate the file",
         )
-    ours = _semantic(graph)
     problem = None
     try:
-        lower(ours, where)
-        ours.meta = copy.deepcopy(graph.meta)
-        # the overflow pass derives q too (acc64, sum_cap on layers it widens or splits)
-        check_overflow(ours, where)
+        ours = _lowered_again(graph, where)
         for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
-            theirs_q = theirs_op.attrs.get("q")
-            if not isinstance(theirs_q, dict):
-                raise ValueError(f"{op.name}: no lowered parameters")
-            _narrowed_range(theirs_q, op.attrs["q"], op)
             if "kernel" in theirs_op.attrs:
-                _prepare(ours, op, theirs_op.attrs["kernel"], theirs_q)
+                _prepare(ours, op, theirs_op.attrs["kernel"], theirs_op.attrs["q"])
             for key in _DERIVED_ATTRS[:3]:
                 if _canonical(theirs_op.attrs.get(key)) != _canonical(op.attrs.get(key)):
                     raise ValueError(f"{op.name}: {key}")
@@ -134,6 +126,29 @@ def rederive_lowered(graph: Graph, where: str) -> Graph:
             where,
             "the file is corrupt or was written by another edgekit version; regenerate it",
         )
+    return ours
+
+
+def _lowered_again(graph: Graph, where: str) -> Graph:
+    """An int8 lowered graph lowered again from its semantics, without kernels, keeping the
+    file's clamp ranges where fused activations narrowed them (ValueError if it has none)."""
+    ours = _semantic(graph)
+    lower(ours, where)
+    ours.meta = copy.deepcopy(graph.meta)
+    # the overflow pass derives q too (acc64, sum_cap on layers it widens or splits)
+    check_overflow(ours, where)
+    for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
+        theirs_q = theirs_op.attrs.get("q")
+        if not isinstance(theirs_q, dict):
+            raise ValueError(f"{op.name}: no lowered parameters")
+        _narrowed_range(theirs_q, op.attrs["q"], op)
+    return ours
+
+
+def _converted_again(graph: Graph, precision: str, where: str) -> Graph:
+    """A float graph converted again from its semantics, without kernels."""
+    ours = _float_semantic(graph)
+    to_float(ours, precision, where)
     return ours
 
 
@@ -161,16 +176,8 @@ def relower_without_kernels(graph: Graph, where: str) -> Graph:
     precision = str(graph.meta.get("precision", "int8"))
     try:
         if precision in FLOAT_PRECISIONS:
-            ours = _float_semantic(graph)
-            to_float(ours, precision, where)
-            return ours
-        ours = _semantic(graph)
-        lower(ours, where)
-        ours.meta = copy.deepcopy(graph.meta)
-        check_overflow(ours, where)
-        for theirs_op, op in zip(graph.ops, ours.ops, strict=True):
-            _narrowed_range(theirs_op.attrs.get("q", {}), op.attrs["q"], op)
-        return ours
+            return _converted_again(graph, precision, where)
+        return _lowered_again(graph, where)
     except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as exc:
         raise EdgekitError(
             f"cannot lower this file again for another target ({exc})",
@@ -183,8 +190,7 @@ def _rederive_float(graph: Graph, precision: str, where: str) -> Graph:
     """The float graph converted again from its semantics, if that reproduces the file."""
     problem = None
     try:
-        ours = _float_semantic(graph)
-        to_float(ours, precision, where)
+        ours = _converted_again(graph, precision, where)
         ours.meta = copy.deepcopy(graph.meta)
         if len(graph.ops) != len(ours.ops):
             raise ValueError("the ops differ")
