@@ -102,8 +102,8 @@ def assign_kernels(graph: Graph, families: list[str], capabilities: set[str]) ->
 
 def kernels_fit(graph: Graph, families: list[str], capabilities: set[str]) -> bool:
     """Whether every kernel recorded on the graph's ops is one this target can select: a family
-    it lists (or portable, or the float family) and capabilities it has."""
-    allowed = {*families, "portable", "fp16"}
+    it lists (or portable) and capabilities it has."""
+    allowed = {*families, "portable"}
     for op in graph.ops:
         if "kernel" not in op.attrs:
             continue

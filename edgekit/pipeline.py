@@ -100,7 +100,9 @@ def compile_graph(
     """
     g = copy.deepcopy(graph)
     families, caps = _target_kernels(target)
-    if g.meta.get("lowered") and not kernels_fit(g, families, caps):
+    lowered_float = g.meta.get("precision", "int8") in FLOAT_PRECISIONS
+    fit = float_families(families) if lowered_float else families
+    if g.meta.get("lowered") and not kernels_fit(g, fit, caps):
         # a file lowered for another target keeps its layer parameters; kernels are chosen anew
         g = relower_without_kernels(g, where)
     if not g.meta.get("lowered"):

@@ -136,7 +136,7 @@ def firmware_key(target: Target) -> Any:
     target file, the harness (sources and headers), the board's files and its startup code.
     Cached firmware keyed on the generated files alone outlived a harness fix."""
     harness = resource_dir("csrc") / "harness"
-    files = [target.path, *sorted(harness.iterdir()), *_harness_sources(target)]
+    files = [target.path, *sorted(harness.iterdir()), *target.board.sources]
     if target.board.path.is_dir():
         files += sorted(p for p in target.board.path.iterdir() if p.is_file())
     if target.board.linker_script is not None:
